@@ -1,0 +1,35 @@
+# Two commands do everything: `make demo` and `make test` (each sets up .venv first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARTIST ?= demo
+PRESET ?= auto
+
+.PHONY: setup test test-slow demo paper lab benchmarks clean-results
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+# The whole chain 00 -> 07 on the embedded demo data at the demo preset (about 20 minutes on 2 CPU cores).
+demo: setup
+	$(PY) -m art2real.cli chain --artist demo --preset demo
+
+# The chain for any setting: make paper ARTIST=monet [PRESET=paper]
+paper: setup
+	$(PY) -m art2real.cli chain --artist $(ARTIST) --preset $(PRESET)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+benchmarks: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,66 @@
+"""The paper's settings and where their data comes from.
+
+Every setting is normalised to ``data/<name>/{trainA,trainB,testA,testB}`` with A = paintings, B = photos.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import data_dir
+
+AUTHORS = "https://ailb-web.ing.unimore.it/publicfiles/drive/CVPR%202019%20-%20Art2Real"
+CYCLEGAN = "http://efrosgans.eecs.berkeley.edu/cyclegan"
+SPLITS = ("trainA", "trainB", "testA", "testB")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    artist: str  # the paper's column name
+    url: str | None  # None: embedded in the repository
+    description: str
+    paintings: int | None = None  # training paintings in the paper
+    photos: str = "landscapes"  # which memory-bank photos: landscapes | faces
+
+    def path(self) -> Path:
+        return data_dir() / self.name
+
+
+DATASETS: dict[str, Setting] = {s.name: s for s in [
+    Setting("demo", "demo", None, "embedded demo: real paintings and photos from Debian/PyPI packages", None),
+    Setting("monet2photo", "Monet", f"{AUTHORS}/datasets/monet2photo.zip", "Monet (authors' release)", 1072),
+    Setting("landscape2photo", "Landscapes", f"{AUTHORS}/datasets/landscape2photo.zip",
+            "landscape paintings of many artists (authors' release)", 2044),
+    Setting("portrait2photo", "Portraits", f"{AUTHORS}/datasets/portrait2photo.zip",
+            "portraits (authors' release); photos are CelebA faces", 1714, "faces"),
+    Setting("cezanne2photo", "Cezanne", f"{CYCLEGAN}/datasets/cezanne2photo.zip", "Cezanne (CycleGAN)", 583),
+    Setting("vangogh2photo", "Van Gogh", f"{CYCLEGAN}/datasets/vangogh2photo.zip", "Van Gogh (CycleGAN)", 400),
+    Setting("ukiyoe2photo", "Ukiyo-e", f"{CYCLEGAN}/datasets/ukiyoe2photo.zip", "Ukiyo-e (CycleGAN)", 825),
+    Setting("monet2photo_cyclegan", "Monet", f"{CYCLEGAN}/datasets/monet2photo.zip", "Monet (CycleGAN)", 1072),
+]}
+
+# The notebooks' ``artist`` parameter, as the paper names its columns.
+ARTISTS = {"demo": "demo", "monet": "monet2photo", "cezanne": "cezanne2photo", "vangogh": "vangogh2photo",
+           "ukiyoe": "ukiyoe2photo", "landscapes": "landscape2photo", "portraits": "portrait2photo"}
+
+
+def get_setting(name: str) -> Setting:
+    """A setting by dataset name or artist name."""
+    key = ARTISTS.get(name.lower(), name)
+    if key not in DATASETS:
+        raise KeyError(f"unknown dataset or artist {name!r}; known artists: {', '.join(ARTISTS)}; "
+                       f"datasets: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def dataset_root(name_or_path: str | Path) -> Path:
+    """The folder of a setting: a registry name (data/<name>) or an explicit path."""
+    path = Path(name_or_path)
+    if path.is_dir() or len(path.parts) > 1:
+        return path
+    return get_setting(str(name_or_path)).path()
+
+
+def missing_splits(root: Path) -> list[str]:
+    return [s for s in SPLITS if not (Path(root) / s).is_dir()]

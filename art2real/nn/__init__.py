@@ -1,0 +1,1 @@
+"""Networks (CycleGAN layout), GAN losses, and the semantic contextual loss."""

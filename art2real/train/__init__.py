@@ -1,0 +1,1 @@
+"""Training: the Trainer (CycleGAN and Art2Real), image pool, schedules, resumable checkpoints."""
