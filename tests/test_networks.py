@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from art2real.nn.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, load_generator_state
+from art2real.translate import infer_architecture, load_generator, translate_image, translate_tensor
+
+
+def test_parameter_counts_match_cyclegan():
+    assert count_parameters(ResnetGenerator(ngf=64, n_blocks=9)) == 11_378_179
+    assert count_parameters(ResnetGenerator(ngf=32, n_blocks=6)) == 1_965_059
+    assert count_parameters(NLayerDiscriminator(ndf=64, n_layers=3)) == 2_764_737
+
+
+def test_cyclegan_layout_loads_strictly_and_old_running_stats_are_dropped():
+    src = ResnetGenerator(ngf=8, n_blocks=2)
+    state = dict(src.state_dict())
+    assert "model.1.weight" in state and "model.10.conv_block.1.weight" in state
+    assert "model.10.conv_block.5.weight" in state
+    state["model.2.running_mean"] = torch.zeros(8)  # what pre-0.4 CycleGAN checkpoints carry
+    state["module.model.2.running_var"] = torch.ones(8)
+    net = load_generator_state(ResnetGenerator(ngf=8, n_blocks=2), state)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(net(x), src(x))
+    assert infer_architecture(state) == (8, 2)
+
+
+def test_wrong_architecture_is_named():
+    state = ResnetGenerator(ngf=8, n_blocks=2).state_dict()
+    with pytest.raises(ValueError, match="missing keys"):
+        load_generator_state(ResnetGenerator(ngf=8, n_blocks=3), state)
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load_generator_state(ResnetGenerator(ngf=16, n_blocks=2), state)
+    with pytest.raises(ValueError, match="not a CycleGAN ResNet generator"):
+        load_generator({"conv.weight": torch.zeros(1)})
+
+
+def test_translation_keeps_odd_sizes_and_tiles():
+    torch.manual_seed(0)
+    G = ResnetGenerator(ngf=4, n_blocks=1).eval()
+    x = torch.rand(1, 3, 37, 53) * 2 - 1
+    y = translate_tensor(G, x)
+    assert y.shape == x.shape
+    tiled = translate_tensor(G, x, tile=24, overlap=8)
+    assert tiled.shape == x.shape and tiled.abs().max() <= 1
+    # where tiles cover the image with one tile, tiling changes nothing
+    assert torch.allclose(translate_tensor(G, x, tile=64), y)
+    from PIL import Image
+    assert translate_image(G, Image.new("RGB", (30, 22)), size=None).size == (30, 22)

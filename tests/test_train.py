@@ -1,0 +1,113 @@
+"""The trainer: a smoke run, exact resume after SIGKILL, and bad input stopped before training."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from art2real.config import get_config
+from art2real.train.checkpoint import load_checkpoint
+from art2real.train.trainer import Trainer
+
+from .conftest import REPO
+
+
+def smoke(dataset, **overrides):
+    return get_config("smoke", {"data.dataset": str(dataset), **overrides}, method="cyclegan")
+
+
+def test_smoke_run_writes_logs_samples_checkpoint(tiny_dataset, tmp_path):
+    summary = Trainer(smoke(tiny_dataset), tmp_path / "run").fit(progress=False)
+    run = tmp_path / "run"
+    assert summary["iterations"] == 8 and summary["epochs_done"] == 2
+    rows = (run / "losses.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,epoch,G_gan") and len(rows) == 9
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert {"G", "F", "D_Y", "D_X", "opt_G", "opt_D", "sched_G", "sched_D", "pool_Y", "pool_X", "rng",
+            "config"} <= set(state)
+    assert state["sched_G"]["last_epoch"] == 2 and state["iteration"] == 8
+    assert (run / "config.yaml").exists()
+
+
+def test_linear_decay_schedule(tiny_dataset, tmp_path):
+    cfg = smoke(tiny_dataset, **{"train.epochs_constant": 2, "train.epochs_decay": 3})
+    trainer = Trainer(cfg, tmp_path / "run")
+    lrs = []
+    for _ in range(5):
+        lrs.append(trainer.opt_G.param_groups[0]["lr"])
+        trainer.opt_G.step()
+        trainer.sched_G.step()
+    assert lrs == pytest.approx([2e-4, 2e-4, 1.5e-4, 1e-4, 0.5e-4])
+
+
+TRAIN = textwrap.dedent("""
+    import sys
+    from art2real.config import get_config
+    from art2real.train.trainer import Trainer
+    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "data.image_size": 64, "data.max_images": 6,
+                               "train.epochs_constant": 2, "train.epochs_decay": 2, "train.checkpoint_every": 4,
+                               "data.crop_margin": 8, "data.flip": True}, method="cyclegan")
+    Trainer(cfg, sys.argv[2]).fit(progress=False)
+""")
+
+
+def _weights(run):
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    return state, {k: state[k] for k in ("G", "F", "D_Y", "D_X")}
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
+    for split, n in (("trainA", 2), ("trainB", 1)):  # 6 paintings, 6 photos: 6 iterations an epoch
+        for i in range(n):
+            (tiny_dataset / split / f"extra_{i}.png").write_bytes((tiny_dataset / split / f"{split}_0.png").read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(straight)], check=True, env=env)
+
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
+    log = killed / "losses.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) > 10:  # iteration 10: last checkpoint at 8
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    state = load_checkpoint(killed / "checkpoints" / "last.pt")
+    assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
+
+    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], check=True, env=env)
+    (a_state, a), (b_state, b) = _weights(straight), _weights(killed)
+    assert a_state["iteration"] == b_state["iteration"] == 24
+    for net in a:
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs after resume"
+    rows = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    assert rows == [str(i) for i in range(1, 25)]  # the loss log has each iteration once
+
+
+def test_missing_or_empty_dataset_stops_before_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="art2real data download"):
+        Trainer(smoke(tmp_path / "nothing_here"), tmp_path / "run")
+    for split in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / "empty" / split).mkdir(parents=True)
+    with pytest.raises(ValueError, match="no readable images"):
+        Trainer(smoke(tmp_path / "empty"), tmp_path / "run")
+
+
+def test_resume_with_another_architecture_is_refused(tiny_dataset, tmp_path):
+    Trainer(smoke(tiny_dataset, **{"train.max_iterations": 1}), tmp_path / "run").fit(progress=False)
+    other = Trainer(smoke(tiny_dataset, **{"model.ngf": 8}), tmp_path / "run")
+    with pytest.raises(ValueError, match="checkpoint architecture"):
+        other.fit(progress=False)
+
+
+def test_art2real_without_context_is_refused(tiny_dataset, tmp_path):
+    cfg = get_config("smoke", {"data.dataset": str(tiny_dataset)})
+    with pytest.raises(ValueError, match="memory banks and masks"):
+        Trainer(cfg, tmp_path / "run")
