@@ -1,0 +1,95 @@
+"""FAISS indexes chosen by bank size, with exact re-ranking.
+
+- below ``ivf_min`` vectors: exact search (IndexFlatL2);
+- up to ``pcasq_min``: IVF (nlist = 4 sqrt(N)) over 8-bit scalar-quantised codes, nprobe probes, then the
+  ``rerank`` best candidates are re-ranked with exact L2 on the raw patches;
+- above: PCA to ``pca_dim`` dimensions + IVF + SQ8 (the paper's recipe to bound memory), then exact re-ranking.
+
+Raw patches stay in the bank's uint8 memory-mapped file, so an index holds codes only (1 byte a dimension).
+Every search space is [-1, 1] float32, the space of G's outputs; distances are squared L2 as in the authors' code.
+"""
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+
+from .patches import to_unit
+
+
+def choose_kind(n: int, cfg) -> str:
+    if cfg.index != "auto":
+        return cfg.index
+    if n < cfg.ivf_min:
+        return "flat"
+    return "ivf" if n <= cfg.pcasq_min else "pcasq"
+
+
+def factory_string(kind: str, n: int, dim: int, cfg) -> str:
+    nlist = max(1, int(4 * math.sqrt(n)))
+    if kind == "flat":
+        return "Flat"
+    if kind == "ivf":
+        return f"IVF{nlist},SQ8"
+    if kind == "pcasq":
+        pca = f"PCA{cfg.pca_dim}," if dim > cfg.pca_dim else ""
+        return f"{pca}IVF{nlist},SQ8"
+    raise ValueError(f"unknown index kind {kind!r}; choose auto, flat, ivf or pcasq")
+
+
+def build_index(patches_u8: np.ndarray, cfg, seed: int = 0, chunk: int = 200_000) -> tuple[faiss.Index, str]:
+    """Train (on a random subset) and fill an index over the rows of a uint8 (N, D) array or memmap."""
+    n, dim = patches_u8.shape
+    kind = choose_kind(n, cfg)
+    spec = factory_string(kind, n, dim, cfg)
+    index = faiss.index_factory(dim, spec, faiss.METRIC_L2)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, min(n, cfg.train_size), replace=False))
+        index.train(to_unit(patches_u8[sample]))
+    for start in range(0, n, chunk):
+        index.add(to_unit(patches_u8[start:start + chunk]))
+    return index, spec
+
+
+def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: int, cfg) -> np.ndarray:
+    """Ids (n, k) of the k nearest bank patches of each query row (float32 in [-1, 1]); -1 pads when the bank
+    has fewer than k patches. Approximate indexes are re-ranked exactly over ``rerank`` candidates."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k_eff = min(k, index.ntotal)
+    if isinstance(index, faiss.IndexFlat):
+        _, ids = index.search(queries, k_eff)
+    else:
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = cfg.nprobe
+        _, candidates = index.search(queries, max(k_eff, min(cfg.rerank, index.ntotal)))
+        ids = rerank(patches_u8, queries, candidates, k_eff)
+    if k_eff < k:
+        ids = np.concatenate([ids, -np.ones((len(ids), k - k_eff), ids.dtype)], 1)
+    return ids
+
+
+def rerank(patches_u8: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
+           chunk: int = 256) -> np.ndarray:
+    """Exact L2 among each query's candidates; returns the k best ids per query (chunks bound the memory)."""
+    out = np.empty((len(queries), k), dtype=candidates.dtype)
+    for start in range(0, len(queries), chunk):
+        cand = candidates[start:start + chunk]
+        valid = cand >= 0
+        flat = np.unique(cand[valid])
+        vectors = to_unit(patches_u8[flat])  # one sorted gather from the memmap
+        pos = np.searchsorted(flat, np.where(valid, cand, flat[0]))
+        q = queries[start:start + chunk]
+        d = (vectors ** 2).sum(-1)[pos] - 2 * np.einsum("nkd,nd->nk", vectors[pos], q)  # + |q|^2, same per row
+        d[~valid] = np.inf
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        out[start:start + chunk] = np.take_along_axis(cand, order, 1)
+    return out
+
+
+def to_gpu(index: faiss.Index) -> faiss.Index:
+    """Move an index to the GPU when FAISS was built with GPU support (faiss-gpu), else return it unchanged."""
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
