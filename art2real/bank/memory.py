@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,58 +180,65 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
         return MemoryBanks.load(root, cfg)
     start = time.perf_counter()
     tmp = _fresh_tmp(root)
+    try:
+        counts, sums = _stream_patches(images, segmenter, cfg, tmp, batch_size, progress, device)
+        meta_counts, specs = {}, {}
+        for (size_p, stride, c), n in tqdm(counts.items(), desc="memory banks: indexes", disable=not progress):
+            scale_key = _scale_dir(size_p, stride)
+            path = tmp / scale_key / f"c{c}.u8"
+            meta_counts.setdefault(scale_key, {})[str(c)] = n
+            if n == 0:
+                path.unlink()
+                continue
+            mean = sums[size_p, stride, c] / n / 127.5 - 1.0
+            specs.setdefault(scale_key, {})[str(c)] = _finish_class(path, n, 3 * size_p ** 2, mean, cfg, seed)
+        import art2real
+
+        meta = {"format": FORMAT, "scales": [list(s) for s in cfg.scales], "counts": meta_counts,
+                "segmenter": segmenter.name, "class_names": segmenter.class_names, "size": size,
+                "class_threshold": cfg.class_threshold, "index_specs": specs,
+                "sources": {"folder": str(Path(photos).resolve()), "photos": len(images),
+                            "skipped": [str(p) for p, _ in images.report.bad]},
+                "versions": {"art2real": art2real.__version__, "faiss": faiss.__version__,
+                             "torch": torch.__version__},
+                "build_seconds": round(time.perf_counter() - start, 2)}
+        write_json(tmp / "meta.json", meta)
+        if hasattr(segmenter, "save"):
+            segmenter.save(tmp / "segmenter.npz")
+        write_json(tmp / "manifest.json", stamp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # an interrupted build leaves nothing that could be loaded
+        raise
+    _commit(tmp, root)
+    return MemoryBanks.load(root, cfg)
+
+
+def _stream_patches(images, segmenter, cfg, tmp: Path, batch_size, progress, device):
+    """Append each batch's patches to the class files; returns per-(size, stride, class) counts and sums."""
     n_classes = len(segmenter.class_names)
     keys = list(range(n_classes)) + [BACKGROUND]
-    files, sums, counts = {}, {}, {}
-    for size_p, stride in cfg.scales:
-        (tmp / _scale_dir(size_p, stride)).mkdir()
-        for c in keys:
-            files[size_p, stride, c] = open(tmp / _scale_dir(size_p, stride) / f"c{c}.u8", "wb")
-            sums[size_p, stride, c] = np.zeros(3 * size_p * size_p, np.float64)
-            counts[size_p, stride, c] = 0
-    try:
+    sums = {(p, s, c): np.zeros(3 * p * p, np.float64) for p, s in cfg.scales for c in keys}
+    counts = {key: 0 for key in sums}
+    with ExitStack() as stack:
+        files = {}
+        for p, s in cfg.scales:
+            (tmp / _scale_dir(p, s)).mkdir()
+            for c in keys:
+                files[p, s, c] = stack.enter_context(open(tmp / _scale_dir(p, s) / f"c{c}.u8", "wb"))
         for first in tqdm(range(0, len(images), batch_size), desc="memory banks: patches", disable=not progress):
             batch = torch.stack([images[i] for i in range(first, min(first + batch_size, len(images)))]).to(device)
             labels = segmenter.labels(batch)
             pixels = to_u8(batch).float()
-            for size_p, stride in cfg.scales:
-                patches = extract_patches(pixels, size_p, stride).to(torch.uint8).reshape(-1, 3 * size_p ** 2)
-                member = bank_membership(class_fractions(labels, n_classes, size_p, stride),
+            for p, s in cfg.scales:
+                patches = extract_patches(pixels, p, s).to(torch.uint8).reshape(-1, 3 * p * p)
+                member = bank_membership(class_fractions(labels, n_classes, p, s),
                                          cfg.class_threshold).reshape(-1, n_classes + 1)
                 for col, c in enumerate(keys):
                     rows = patches[member[:, col]].cpu().numpy()
-                    files[size_p, stride, c].write(rows.tobytes())
-                    sums[size_p, stride, c] += rows.sum(0, dtype=np.float64)
-                    counts[size_p, stride, c] += len(rows)
-    finally:
-        for f in files.values():
-            f.close()
-    meta_counts, specs = {}, {}
-    for (size_p, stride, c), n in tqdm(counts.items(), desc="memory banks: indexes", disable=not progress):
-        scale_key = _scale_dir(size_p, stride)
-        path = tmp / scale_key / f"c{c}.u8"
-        meta_counts.setdefault(scale_key, {})[str(c)] = n
-        if n == 0:
-            path.unlink()
-            continue
-        mean = sums[size_p, stride, c] / n / 127.5 - 1.0
-        specs.setdefault(scale_key, {})[str(c)] = _finish_class(path, n, 3 * size_p ** 2, mean, cfg, seed)
-    import art2real
-
-    meta = {"format": FORMAT, "scales": [list(s) for s in cfg.scales], "counts": meta_counts,
-            "segmenter": segmenter.name, "class_names": segmenter.class_names, "size": size,
-            "class_threshold": cfg.class_threshold, "index_specs": specs,
-            "sources": {"folder": str(Path(photos).resolve()), "photos": len(images),
-                        "skipped": [str(p) for p, _ in images.report.bad]},
-            "versions": {"art2real": art2real.__version__, "faiss": faiss.__version__, "torch": torch.__version__},
-            "build_seconds": round(time.perf_counter() - start, 2)}
-    write_json(tmp / "meta.json", meta)
-    if hasattr(segmenter, "save"):
-        segmenter.save(tmp / "segmenter.npz")
-    write_json(tmp / "manifest.json", stamp)
-    _commit(tmp, root)
-    return MemoryBanks.load(root, cfg)
-
+                    files[p, s, c].write(rows.tobytes())
+                    sums[p, s, c] += rows.sum(0, dtype=np.float64)
+                    counts[p, s, c] += len(rows)
+    return counts, sums
 
 def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8, 5), (16, 6)),
                    chunk: int = 1 << 20) -> MemoryBanks:

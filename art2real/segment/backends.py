@@ -1,0 +1,107 @@
+"""Segmenters with downloaded weights: detectron2 panoptic models and torchvision's semantic models.
+
+Both are imported lazily. detectron2 is not on PyPI; torchvision's weights are used only when they are already
+in the torch cache (downloaded once when online). When either is missing, the error says how to get it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import BACKGROUND
+
+DETECTRON2_DEFAULT = "COCO-PanopticSegmentation/panoptic_fpn_R_101_3x.yaml"
+DETECTRON2_INSTALL = ("detectron2 is not installed. It is not on PyPI: install it from source with "
+                      "`pip install 'git+https://github.com/facebookresearch/detectron2.git'` "
+                      "(or see environment.yml), then its model zoo downloads the weights once.")
+
+
+def create(cfg):
+    backend = cfg.segment.backend
+    if backend == "detectron2":
+        return Detectron2Segmenter(cfg.segment.model or DETECTRON2_DEFAULT)
+    if backend == "torchvision":
+        return TorchvisionSegmenter(cfg.segment.model or "deeplabv3_resnet50")
+    raise ValueError(f"unknown segmenter backend {backend!r}; choose kmeans, detectron2 or torchvision")
+
+
+def panoptic_vocabulary(thing_classes: list[str], stuff_classes: list[str]) -> list[str]:
+    """One class list for things and stuff (detectron2's separated metadata puts a 'things' entry in stuff)."""
+    return list(thing_classes) + [s for s in stuff_classes if s != "things" and s not in thing_classes]
+
+
+def panoptic_to_labels(panoptic_seg: torch.Tensor, segments_info: list[dict], thing_classes: list[str],
+                       stuff_classes: list[str]) -> np.ndarray:
+    """detectron2's (segment-id map, segments_info) -> class ids in :func:`panoptic_vocabulary`; void = -1."""
+    names = panoptic_vocabulary(thing_classes, stuff_classes)
+    seg = np.asarray(panoptic_seg.cpu() if hasattr(panoptic_seg, "cpu") else panoptic_seg)
+    labels = np.full(seg.shape, BACKGROUND, dtype=np.int64)
+    for info in segments_info:
+        table = thing_classes if info.get("isthing", False) else stuff_classes
+        name = table[info["category_id"]]
+        if name in names:
+            labels[seg == info["id"]] = names.index(name)
+    return labels
+
+
+class Detectron2Segmenter:
+    def __init__(self, config: str = DETECTRON2_DEFAULT, device: str = "cpu"):
+        try:
+            from detectron2 import model_zoo
+            from detectron2.config import get_cfg
+            from detectron2.data import MetadataCatalog
+            from detectron2.engine import DefaultPredictor
+        except ImportError as e:
+            raise ImportError(DETECTRON2_INSTALL) from e
+        cfg = get_cfg()
+        cfg.merge_from_file(model_zoo.get_config_file(config))
+        cfg.MODEL.WEIGHTS = model_zoo.get_checkpoint_url(config)
+        cfg.MODEL.DEVICE = device
+        self.predictor = DefaultPredictor(cfg)
+        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        self.thing_classes, self.stuff_classes = meta.thing_classes, meta.stuff_classes
+        self.class_names = panoptic_vocabulary(self.thing_classes, self.stuff_classes)
+        self.name = f"detectron2-{Path(config).stem}"
+
+    def _run(self, images: torch.Tensor) -> list[dict]:
+        bgr = ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).flip(-1).cpu().numpy()
+        return [self.predictor(im) for im in bgr]
+
+    def labels(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.from_numpy(panoptic_to_labels(*o["panoptic_seg"], self.thing_classes,
+                                                                self.stuff_classes)) for o in self._run(images)])
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax of the semantic head (stuff classes + 'things'); panoptic output itself has none."""
+        return torch.stack([o["sem_seg"].softmax(0).cpu() for o in self._run(images)])
+
+
+class TorchvisionSegmenter:
+    """torchvision.models.segmentation (VOC classes), only from weights already in the torch cache."""
+
+    def __init__(self, model: str = "deeplabv3_resnet50", device: str = "cpu"):
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(model).DEFAULT
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if not cached.exists():
+            raise FileNotFoundError(
+                f"not available: torchvision {model} weights are not in the torch cache ({cached}). With internet, "
+                f"run once: python -c \"import torchvision; torchvision.models.get_model('{model}', weights='DEFAULT')\"")
+        self.net = torchvision.models.get_model(model, weights=weights).eval().to(device)
+        self.class_names = list(weights.meta["categories"])
+        self.name = f"torchvision-{model}"
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        x = ((images + 1) / 2 - self.mean.to(images)) / self.std.to(images)
+        out = self.net(x)["out"]
+        return F.interpolate(out, size=images.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
+
+    def labels(self, images: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(images).argmax(1)

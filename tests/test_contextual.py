@@ -1,0 +1,98 @@
+"""Eq. 1-6: affinities by hand, limits, the 50% rule inside the loss, gradients, pooled vs per-patch."""
+import numpy as np
+import pytest
+import torch
+
+from art2real.bank.memory import MemoryBanks
+from art2real.bank.patches import extract_patches, to_u8, to_unit
+from art2real.config import get_config
+from art2real.nn.contextual import SemanticContextualLoss, affinity, contextual_loss
+
+
+def reference_affinity(gen, real, mean, h=1.0, eps=1e-5):
+    """The equations written out element by element, in float64 numpy."""
+    A = np.zeros((len(gen), len(real)))
+    for i, g in enumerate(gen):
+        gc = (g - mean) / np.linalg.norm(g - mean)
+        d = np.array([1 - gc @ ((r - mean) / np.linalg.norm(r - mean)) for r in real])  # eq. 1
+        dt = d / (d.min() + eps)  # eq. 2
+        w = np.exp((1 - dt) / h)  # eq. 3
+        A[i] = w / w.sum()
+    return A
+
+
+def test_affinity_by_hand():
+    gen = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    real = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-1.0, 0.0]])
+    mean = torch.zeros(2)
+    A = affinity(gen, real, mean)
+    # patch 0: d = [0, 1 - 1/sqrt2, 2]; d~ = d / 1e-5: only the identical patch keeps weight
+    assert A[0].tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-12)
+    # patch 1: d = [1, 1 - 1/sqrt2, 1]; min = 0.2929: d~ = [3.414, 1, 3.414]
+    m = 1 - 2 ** -0.5
+    e = np.exp(1 - np.array([1.0, m, 1.0]) / (m + 1e-5))
+    assert A[1].tolist() == pytest.approx((e / e.sum()).tolist(), rel=1e-5)
+
+
+@pytest.mark.parametrize("h", [1.0, 0.5, 2.0])
+def test_affinity_matches_the_equations_on_random_data(h):
+    rng = np.random.default_rng(0)
+    gen, real, mean = rng.normal(size=(7, 12)), rng.normal(size=(11, 12)), rng.normal(size=12) * 0.1
+    A = affinity(torch.from_numpy(gen), torch.from_numpy(real), torch.from_numpy(mean), h=h)
+    assert np.allclose(A.numpy(), reference_affinity(gen, real, mean, h), rtol=1e-10, atol=1e-12)
+    expected = -np.log(reference_affinity(gen, real, mean, h).max(1).mean())
+    assert contextual_loss(A).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_gradcheck_on_a_tiny_case():
+    torch.manual_seed(0)
+    gen = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    real, mean = torch.randn(5, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64) * 0.1
+    assert torch.autograd.gradcheck(lambda g: contextual_loss(affinity(g, real, mean, h=0.5, eps=0.1)), (gen,))
+
+
+def _banks_from_image(image_u8, tmp_path, cfg):
+    patches = extract_patches(image_u8.float(), 4, 4)[0].to(torch.uint8).numpy()
+    return MemoryBanks.from_arrays({(4, 4): {0: patches, -1: patches[:5]}}, tmp_path / "banks", cfg.bank)
+
+
+def test_loss_is_zero_when_every_generated_patch_is_in_the_bank(tmp_path):
+    cfg = get_config("smoke", {"bank.scales": ((4, 4),)})
+    image = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
+    banks = _banks_from_image(image, tmp_path, cfg)
+    fake = torch.from_numpy(to_unit(image.numpy()))
+    labels = torch.zeros(1, 16, 16, dtype=torch.int64)
+    for pooling in ("pooled", "per_patch"):
+        cfg.cx.pooling = pooling
+        loss = SemanticContextualLoss(banks, cfg, n_classes=1)(fake, labels)
+        assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    noisy = (fake + 0.3 * torch.randn_like(fake)).clamp(-1, 1)
+    assert SemanticContextualLoss(banks, cfg, 1)(noisy, labels).item() > 0.01
+
+
+def test_per_patch_equals_pooled_when_k_covers_the_bank(tmp_path):
+    cfg = get_config("smoke", {"bank.scales": ((4, 4),), "cx.k": 16})
+    image = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)  # 16 patches in the bank
+    banks = _banks_from_image(image, tmp_path, cfg)
+    fake = torch.rand(2, 3, 16, 16) * 2 - 1
+    labels = torch.zeros(2, 16, 16, dtype=torch.int64)
+    labels[1, 8:] = -1  # half background: the background bank (5 patches, k padded) is used there
+    cfg.cx.pooling = "pooled"
+    pooled = SemanticContextualLoss(banks, cfg, 1)(fake, labels)
+    cfg.cx.pooling = "per_patch"
+    per_patch = SemanticContextualLoss(banks, cfg, 1)(fake, labels)
+    assert per_patch.item() == pytest.approx(pooled.item(), rel=1e-5)
+
+
+def test_gradients_flow_only_into_the_generated_image(tmp_path):
+    cfg = get_config("smoke", {"bank.scales": ((4, 4),)})
+    image = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
+    banks = _banks_from_image(image, tmp_path, cfg)
+    fake = (torch.rand(1, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    labels = torch.zeros(1, 16, 16, dtype=torch.int64)
+    labels[0, :, :2] = -1  # columns 0-1 are background: patches there are 50% background -> both banks
+    SemanticContextualLoss(banks, cfg, 1)(fake, labels).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    # a painting with no class at all (no mask) uses the background bank only
+    loss = SemanticContextualLoss(banks, cfg, 1)(fake.detach(), torch.full((1, 16, 16), -1))
+    assert torch.isfinite(loss) and loss > 0
