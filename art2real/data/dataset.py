@@ -70,7 +70,9 @@ class ImageFolder(Dataset):
         raise RuntimeError(f"no image of {self.folder} can be read any more")
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.load(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{index} out of range for {len(self)} images")  # also ends iteration
+        return self.load(index % len(self))
 
     def name(self, index: int) -> str:
         return self.paths[index].stem
