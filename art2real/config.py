@@ -69,7 +69,7 @@ class BankConfig:
     scales: tuple[tuple[int, int], ...] = ((4, 4), (8, 5), (16, 6))
     class_threshold: float = 0.2  # a photo patch enters bank c when >= 20% of its pixels are class c
     index: str = "auto"  # auto | flat | ivf | pcasq
-    ivf_min: int = 200_000  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking
+    ivf_min: int = 20_000  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking (exact search costs N D)
     pcasq_min: int = 1_000_000  # above: PCA + SQ8 codes, exact re-ranking (the paper's recipe for large banks)
     nprobe: int = 16
     rerank: int = 64  # candidates re-ranked exactly (k')

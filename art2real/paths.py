@@ -20,7 +20,7 @@ def data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    return repo_root() / "results"
+    return Path(os.environ.get("ART2REAL_RESULTS", repo_root() / "results"))
 
 
 def cache_dir() -> Path:
