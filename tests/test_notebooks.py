@@ -40,6 +40,7 @@ def test_bad_parameters_stop_before_compute(tmp_path, monkeypatch, params, messa
 
     monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path))
     monkeypatch.setenv("ART2REAL_HOME", str(tmp_path / "home"))  # no data/monet2photo there
+    monkeypatch.setenv("ART2REAL_OFFLINE", "1")  # and no download attempt, online or not
     (tmp_path / "home").mkdir()
     with pytest.raises(pm.PapermillExecutionError, match=message):
         pm.execute_notebook(str(REPO / "notebooks" / "02_train.ipynb"), str(tmp_path / "out.ipynb"),

@@ -5,7 +5,7 @@
 - Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices); a
   truncated or corrupt archive is an error and leaves nothing half-extracted (extraction goes to a temporary
   folder that is renamed into place only when complete).
-- Offline, a download fails at once (no retries for a refused connection) with a message naming the URL and
+- Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with a message naming the URL and
   the folder to fill by hand.
 """
 from __future__ import annotations
@@ -102,6 +102,8 @@ def fetch(url: str, cache: Path | None = None, retries: int = 3, progressbar: bo
                          urls={fname: url}, retry_if_failed=retries, allow_updates=True)
     downloader = ResumableDownloader(cache / f"{fname}.part", progressbar=progressbar)
     hint = f" Download it by hand and {fill_by_hand}." if fill_by_hand else f" Download it by hand into {cache}/."
+    if os.environ.get("ART2REAL_OFFLINE") and not (cache / fname).exists():
+        raise DownloadError(f"could not download {url}: offline mode (ART2REAL_OFFLINE is set).{hint}")
     try:
         path = Path(store.fetch(fname, downloader=downloader))
     except ValueError as e:
