@@ -134,7 +134,7 @@ def _preset_values(name: str) -> dict[str, Any]:
         return {}
     if name == "demo":
         return {"data.image_size": 128, "model.ngf": 16, "model.n_blocks": 6, "model.ndf": 32,
-                "train.epochs_constant": 50, "train.epochs_decay": 50, "train.checkpoint_every": 200,
+                "train.epochs_constant": 30, "train.epochs_decay": 30, "train.checkpoint_every": 200,
                 "train.validate_every": 10, "train.val_images": 8, "train.val_metric": "kid",
                 "train.patience": None, "cx.pooling": "per_patch", "cx.mask_schedule": "fixed",
                 "bank.scales": ((4, 4), (8, 5)), "segment.fit_images": 32}

@@ -58,11 +58,11 @@ def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: i
     has fewer than k patches. Approximate indexes are re-ranked exactly over ``rerank`` candidates."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k_eff = min(k, index.ntotal)
-    if isinstance(index, faiss.IndexFlat):
+    if "Flat" in type(index).__name__ and "IVF" not in type(index).__name__:
         _, ids = index.search(queries, k_eff)
     else:
-        ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = cfg.nprobe
+        space = faiss.GpuParameterSpace() if "Gpu" in type(index).__name__ else faiss.ParameterSpace()
+        space.set_index_parameter(index, "nprobe", cfg.nprobe)
         _, candidates = index.search(queries, max(k_eff, min(cfg.rerank, index.ntotal)))
         ids = rerank(patches_u8, queries, candidates, k_eff)
     if k_eff < k:
@@ -88,8 +88,17 @@ def rerank(patches_u8: np.ndarray, queries: np.ndarray, candidates: np.ndarray, 
     return out
 
 
+_GPU_RESOURCES = []
+
+
 def to_gpu(index: faiss.Index) -> faiss.Index:
-    """Move an index to the GPU when FAISS was built with GPU support (faiss-gpu), else return it unchanged."""
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    return index
+    """Move an index to the GPU when FAISS has GPU support (faiss-gpu) and a GPU is present; otherwise, or when
+    the index type has no GPU version, return it unchanged (CPU search)."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    try:
+        if not _GPU_RESOURCES:
+            _GPU_RESOURCES.append(faiss.StandardGpuResources())  # one per process, kept alive
+        return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
+    except RuntimeError:
+        return index

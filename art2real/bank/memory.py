@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import ImageFolder
 from ..io import write_json
 from ..segment.base import BACKGROUND
-from .index import build_index, search
+from .index import build_index, search, to_gpu
 from .patches import bank_membership, class_fractions, extract_patches, to_u8, to_unit
 
 FORMAT = 1
@@ -64,7 +64,7 @@ class ClassBank:
     @property
     def index(self) -> faiss.Index:
         if self._index is None:
-            self._index = faiss.read_index(str(self.path.with_suffix(".faiss")))
+            self._index = to_gpu(faiss.read_index(str(self.path.with_suffix(".faiss"))))
         return self._index
 
 

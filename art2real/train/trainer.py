@@ -164,7 +164,6 @@ class Trainer:
         save_config(self.cfg, self.run_dir / "config.yaml")
         self._trim_loss_log()
         stopped_early = False
-        t = self.cfg.train
         with open(self.run_dir / "losses.csv", "a", newline="") as f:
             writer = csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore")
             if f.tell() == 0:
@@ -173,8 +172,8 @@ class Trainer:
                 if self.context is not None and self.epoch_iter == 0:
                     self.context.on_epoch_start(self.epoch, self.G)
                 self._run_epoch(writer, f, progress)
-                if self._capped() and self.epoch_iter:
-                    break
+                if self._capped() and self.epoch_iter < len(self.dataset):
+                    break  # stopped mid-epoch by max_iterations; the checkpoint says where
                 stopped_early = self._end_epoch()
                 if stopped_early:
                     break
