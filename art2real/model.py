@@ -11,8 +11,10 @@ masks, as the authors' released code does.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 
@@ -80,6 +82,10 @@ class SemanticContext:
         self.masks = masks
         self.masks_from = "paintings"
         self.loss_fn = SemanticContextualLoss(banks, cfg, len(segmenter.class_names))
+        # one OpenMP thread for FAISS in the worker: per-step searches are small, and idle OpenMP threads
+        # spinning after each search would steal the cores the generator step runs on
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval",
+                                          initializer=faiss.omp_set_num_threads, initargs=(1,))
         root = dataset_root(cfg.data.dataset)
         self.paintings = ImageFolder(root / "trainA", cfg.data.image_size, cfg.data.max_images)
 
@@ -90,6 +96,20 @@ class SemanticContext:
 
     def loss(self, fake: torch.Tensor, names: list[str]) -> torch.Tensor:
         return self.loss_fn(fake, self.labels(names, fake.shape[-2:]).to(fake.device))
+
+    def retrieve_async(self, fake: torch.Tensor, names: list[str]) -> Future:
+        """Retrieval for G(x). On CUDA it runs in a worker thread (FAISS and the memmap reads release the GIL)
+        while the GPU computes the rest of the generator step; on CPU the two would compete for the same
+        cores (measured slower), so it runs at once. Collected with ``loss_from``."""
+        labels = self.labels(names, fake.shape[-2:])
+        if fake.is_cuda:
+            return self._worker.submit(self.loss_fn.retrieve, fake.detach(), labels)
+        done: Future = Future()
+        done.set_result(self.loss_fn.retrieve(fake.detach(), labels))
+        return done
+
+    def loss_from(self, fake: torch.Tensor, pending: Future) -> torch.Tensor:
+        return self.loss_fn.loss(fake, pending.result())
 
     def due(self, epoch: int) -> bool:
         c = self.cfg.cx

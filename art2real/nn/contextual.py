@@ -19,6 +19,8 @@ generated patch equals a bank patch, and they coincide when k covers the whole b
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -53,8 +55,28 @@ def contextual_loss(A: torch.Tensor) -> torch.Tensor:
     return -torch.log(A.max(dim=-1).values.mean())
 
 
+@dataclass
+class Retrieved:
+    """One (image, scale, class) term of the loss, found without autograd: which generated patches take part,
+    their real neighbours and the bank mean; ``inverse`` / ``valid`` index each patch's own k neighbours
+    (per-patch form)."""
+
+    image: int
+    scale: int
+    rows: torch.Tensor
+    real: np.ndarray
+    mean: np.ndarray
+    inverse: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+
 class SemanticContextualLoss:
-    """Retrieval from the memory banks + eq. 1-6, for a batch of G(x) and the masks of their paintings."""
+    """Retrieval from the memory banks + eq. 1-6, for a batch of G(x) and the masks of their paintings.
+
+    ``retrieve`` (no autograd: patch classes, FAISS search, gathering real patches) is separate from ``loss``
+    (the differentiable part), so the trainer can run retrieval in a worker thread while the rest of the
+    generator step is computed.
+    """
 
     def __init__(self, banks, cfg, n_classes: int):
         self.banks, self.cx, self.n_classes = banks, cfg.cx, n_classes
@@ -62,28 +84,46 @@ class SemanticContextualLoss:
 
     def __call__(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """fake (B, 3, H, W) in [-1, 1] with grad; labels (B, H, W) int64, -1 = background."""
-        total = fake.new_zeros(())
+        return self.loss(fake, self.retrieve(fake.detach(), labels))
+
+    @torch.no_grad()
+    def retrieve(self, fake: torch.Tensor, labels: torch.Tensor) -> list[Retrieved]:
+        terms = []
         for b in range(fake.shape[0]):
             for s, (size, stride) in enumerate(self.banks.scales):
-                patches = extract_patches(fake[b:b + 1], size, stride)[0]
+                patches = extract_patches(fake[b:b + 1], size, stride)[0].float().cpu().numpy()
                 member = patch_assignment(class_fractions(labels[b:b + 1], self.n_classes, size, stride)[0],
-                                          self.cx.assign_threshold)
+                                          self.cx.assign_threshold).cpu()
                 for col in torch.nonzero(member.any(0)).flatten().tolist():
                     bank = self.banks.resolve(s, self.keys[col])
                     if bank is not None:
-                        total = total + self.class_loss(s, bank, patches[member[:, col]])
-        return total / fake.shape[0]
+                        terms.append(self._neighbours(b, s, bank, member[:, col], patches[member[:, col].numpy()]))
+        return terms
 
-    def class_loss(self, scale: int, bank: int, gen: torch.Tensor) -> torch.Tensor:
-        ids = self.banks.search(scale, bank, gen.detach().float().cpu().numpy(), self.cx.k)
-        mean = torch.from_numpy(self.banks.mean(scale, bank)).to(gen)
-        if self.cx.pooling == "pooled":
-            pooled = np.unique(ids[ids >= 0])
-            real = torch.from_numpy(self.banks.patches(scale, bank, pooled)).to(gen)
-            return contextual_loss(affinity(gen, real, mean, self.cx.h, self.cx.eps))
-        valid = torch.from_numpy(ids >= 0).to(gen.device)
-        flat = np.where(ids >= 0, ids, ids.max(initial=0))
-        pooled, inverse = np.unique(flat, return_inverse=True)
-        real = torch.from_numpy(self.banks.patches(scale, bank, pooled)).to(gen)[torch.from_numpy(inverse).to(
-            gen.device).view(ids.shape)]
-        return contextual_loss(affinity(gen, real, mean, self.cx.h, self.cx.eps, valid))
+    def _neighbours(self, image: int, scale: int, bank: int, rows: torch.Tensor, gen: np.ndarray) -> Retrieved:
+        ids = self.banks.search(scale, bank, gen, self.cx.k)
+        mean = self.banks.mean(scale, bank)
+        if self.cx.pooling == "pooled":  # the union of the class's neighbours
+            return Retrieved(image, scale, rows, self.banks.patches(scale, bank, np.unique(ids[ids >= 0])), mean)
+        pooled, inverse = np.unique(np.where(ids >= 0, ids, ids.max(initial=0)), return_inverse=True)
+        return Retrieved(image, scale, rows, self.banks.patches(scale, bank, pooled), mean,
+                         inverse.reshape(ids.shape), ids >= 0)
+
+    def loss(self, fake: torch.Tensor, terms: list[Retrieved]) -> torch.Tensor:
+        """Eq. 1-6 summed over classes and scales, averaged over the batch; gradients flow into ``fake`` only."""
+        total = fake.new_zeros(())
+        patches = {}
+        for t in terms:
+            if (t.image, t.scale) not in patches:
+                size, stride = self.banks.scales[t.scale]
+                patches[t.image, t.scale] = extract_patches(fake[t.image:t.image + 1], size, stride)[0]
+            gen = patches[t.image, t.scale][t.rows.to(fake.device)]
+            real = torch.from_numpy(t.real).to(gen)
+            mean = torch.from_numpy(t.mean).to(gen)
+            if t.inverse is None:
+                A = affinity(gen, real, mean, self.cx.h, self.cx.eps)
+            else:
+                real = real[torch.from_numpy(t.inverse).to(fake.device)]
+                A = affinity(gen, real, mean, self.cx.h, self.cx.eps, torch.from_numpy(t.valid).to(fake.device))
+            total = total + contextual_loss(A)
+        return total / fake.shape[0]

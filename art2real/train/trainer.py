@@ -127,7 +127,10 @@ class Trainer:
     def step(self, batch: dict) -> dict[str, float]:
         t = self.cfg.train
         x, y = batch["A"].to(self.device), batch["B"].to(self.device)
-        fake_y, fake_x = self.G(x), self.F(y)
+        fake_y = self.G(x)
+        # retrieval needs only G(x): it runs in a worker thread while the rest of the step is computed
+        pending = self.context.retrieve_async(fake_y, list(batch["A_name"])) if self.context is not None else None
+        fake_x = self.F(y)
         rec_x, rec_y = self.F(fake_y), self.G(fake_x)
         for d in (self.D_Y, self.D_X):
             d.requires_grad_(False)
@@ -137,8 +140,8 @@ class Trainer:
         if t.lambda_identity > 0:
             losses["idt_X"] = l1(self.F(x), x) * t.lambda_cycle * t.lambda_identity
             losses["idt_Y"] = l1(self.G(y), y) * t.lambda_cycle * t.lambda_identity
-        if self.context is not None:
-            losses["cx"] = self.context.loss(fake_y, list(batch["A_name"])) * self.cfg.lambda_cx
+        if pending is not None:
+            losses["cx"] = self.context.loss_from(fake_y, pending) * self.cfg.lambda_cx
         sum(losses.values()).backward()
         self.opt_G.step()
         for d in (self.D_Y, self.D_X):
