@@ -43,7 +43,7 @@ def fit_segmenter(cfg: Config, progress: bool = True):
     if cfg.segment.backend != "kmeans":
         from .segment import backends
 
-        return backends.create(cfg)
+        return backends.create(cfg, str(pick_device(cfg.device)))
     path = artefacts_dir(cfg) / "segmenter.npz"
     if path.exists():
         return KMeansSegmenter.load(path)

@@ -124,3 +124,26 @@ def test_build_is_streaming_idempotent_and_atomic(tiny_dataset, tmp_path):
         build_banks(tiny_dataset / "trainB", Crashes(), root, cfg, size=24, progress=False)
     assert json.loads((root / "meta.json").read_text())["segmenter"] == "stripes"  # the old banks survive
     assert [p.name for p in root.parent.iterdir()] == ["banks"]  # and no half-written folder is left
+
+
+def test_import_of_the_authors_layout(tmp_path):
+    import faiss
+
+    from art2real.bank.memory import import_authors
+
+    rng = np.random.default_rng(4)
+    src = tmp_path / "data_for_patch_retrieval" / "patch_size_4"
+    for sub in ("memory_bank_patches_binary", "means", "faiss_indexes"):
+        (src / sub).mkdir(parents=True)
+    u8 = {"0": rng.integers(0, 256, (20, 48), dtype=np.uint8), "3": rng.integers(0, 256, (30, 48), dtype=np.uint8)}
+    for cls, patches in u8.items():
+        (patches.astype(np.float32) / 255).tofile(src / "memory_bank_patches_binary" / f"{cls}.bin")
+        np.save(src / "means" / f"{cls}.npy", to_unit(patches).mean(0))
+    theirs = faiss.IndexFlatL2(48)
+    theirs.add(to_unit(u8["3"]))
+    faiss.write_index(theirs, str(src / "faiss_indexes" / "3.index"))  # class 0 comes without an index
+    banks = import_authors(src.parent, tmp_path / "imported", _bank_cfg(), scales=((4, 4),))
+    assert sorted(banks.banks[0]) == [-1, 3]  # their class 0 is the background bank
+    assert np.array_equal(banks.banks[0][3].patches, u8["3"]) and np.array_equal(banks.banks[0][-1].patches, u8["0"])
+    assert banks.search(0, 3, to_unit(u8["3"][:3]), 1)[:, 0].tolist() == [0, 1, 2]
+    assert banks.search(0, -1, to_unit(u8["0"][:3]), 1)[:, 0].tolist() == [0, 1, 2]

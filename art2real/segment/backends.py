@@ -19,12 +19,12 @@ DETECTRON2_INSTALL = ("detectron2 is not installed. It is not on PyPI: install i
                       "(or see environment.yml), then its model zoo downloads the weights once.")
 
 
-def create(cfg):
+def create(cfg, device: str = "cpu"):
     backend = cfg.segment.backend
     if backend == "detectron2":
-        return Detectron2Segmenter(cfg.segment.model or DETECTRON2_DEFAULT)
+        return Detectron2Segmenter(cfg.segment.model or DETECTRON2_DEFAULT, device)
     if backend == "torchvision":
-        return TorchvisionSegmenter(cfg.segment.model or "deeplabv3_resnet50")
+        return TorchvisionSegmenter(cfg.segment.model or "deeplabv3_resnet50", device)
     raise ValueError(f"unknown segmenter backend {backend!r}; choose kmeans, detectron2 or torchvision")
 
 
