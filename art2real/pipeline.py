@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -336,7 +337,17 @@ def _write_table(artist: str, name: str, table: pd.DataFrame, title: str) -> Non
     table.to_csv(out_dir(artist) / f"{name}.csv", index=False)
     shown = [c for c in table.columns if not c.endswith("_model") or c == "classification_model"]
     cells = [[None if pd.isna(v) else v for v in row] for row in table[shown].astype(object).values.tolist()]
+    notes: list[str] = []
+
+    def footnote(match: re.Match) -> str:  # long reasons once, under the table (the CSV keeps them inline)
+        if match.group(1) not in notes:
+            notes.append(match.group(1))
+        return f"not available [{notes.index(match.group(1)) + 1}]"
+
+    cells = [[re.sub(r"not available: ([^;]+)", footnote, c) if isinstance(c, str) else c for c in row]
+             for row in cells]
     md = f"## {title}\n\n" + report.markdown_table(shown, cells) + "\n"
+    md += "".join(f"\n[{i}] not available: {n}" for i, n in enumerate(notes, 1)) + ("\n" if notes else "")
     write_text(out_dir(artist) / f"{name}.md", md)
     write_summary(artist)
 

@@ -49,7 +49,7 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
     return 2 * x - 1
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def inception_features(images: torch.Tensor) -> np.ndarray:
     """(N, 2048) float64 pool3 features of uint8 images (N, 3, H, W)."""
     net = inception(str(images.device))
