@@ -88,7 +88,7 @@ def cmd_evaluate(args) -> int:
 def cmd_chain(args) -> int:
     from .pipeline import run_chain
 
-    run_chain(args.artist, args.preset, seed=args.seed, from_notebook=args.start)
+    run_chain(args.artist, args.preset, seed=args.seed, from_notebook=args.start, epochs=args.epochs)
     return 0
 
 
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="auto")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--start", default="00", help="resume the chain from this notebook number")
+    c.add_argument("--epochs", type=int, default=0, help="epochs of each training (0: the preset's)")
     c.set_defaults(func=cmd_chain)
     return p
 

@@ -376,9 +376,9 @@ def write_summary(artist: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- chain
-def run_chain(artist: str, preset: str = "auto", seed: int = 0, from_notebook: str = "00",
-              extra: dict | None = None) -> Path:
-    """Execute notebooks 00 -> 07 with papermill; executed copies go to results/<artist>/notebooks/."""
+def run_chain(artist: str, preset: str = "auto", seed: int = 0, from_notebook: str = "00", epochs: int = 0) -> Path:
+    """Execute notebooks 00 -> 07 with papermill; executed copies go to results/<artist>/notebooks/.
+    ``epochs`` > 0 overrides the preset's epoch count of both trainings (02_train)."""
     import papermill as pm
 
     stage_config(artist, preset)  # fail fast on a wrong artist or preset
@@ -388,9 +388,9 @@ def run_chain(artist: str, preset: str = "auto", seed: int = 0, from_notebook: s
     for name in NOTEBOOKS:
         if name[:2] < from_notebook[:2]:
             continue
-        runs = [{"method": "art2real"}, {"method": "cyclegan"}] if name == "02_train" else [{}]
+        runs = [{"method": m, "epochs": epochs} for m in ("art2real", "cyclegan")] if name == "02_train" else [{}]
         for params in runs:
-            parameters = {"artist": artist, "preset": preset, "seed": seed, **params, **(extra or {})}
+            parameters = {"artist": artist, "preset": preset, "seed": seed, **params}
             suffix = f"_{params['method']}" if params else ""
             log.info("running %s%s", name, suffix)
             pm.execute_notebook(str(nb_dir / f"{name}.ipynb"), str(target / f"{name}{suffix}.ipynb"),

@@ -37,7 +37,7 @@ def cached_weights(builder: str):
     weights = torchvision.models.get_model_weights(builder).DEFAULT
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not path.exists():
-        return NotAvailable(f"{builder} weights not in the torch cache ({path}); with internet run once: python -c "
+        return NotAvailable(f"{builder} weights not in the torch cache ({path}). With internet run once: python -c "
                             f"\"import torchvision; torchvision.models.get_model('{builder}', weights='DEFAULT')\"")
     return weights
 
