@@ -29,9 +29,8 @@ NOTEBOOKS = ["00_data", "01_memory_banks", "02_train", "03_translate", "04_fid_t
 
 
 def out_dir(artist: str, *parts: str) -> Path:
-    path = results_dir() / get_setting(artist).artist.lower().replace(" ", "") if artist != "demo" else \
-        results_dir() / "demo"
-    path = path.joinpath(*parts)
+    name = get_setting(artist).artist.lower().replace(" ", "").replace("-", "")  # monet, vangogh, ukiyoe, demo
+    path = results_dir().joinpath(name, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
