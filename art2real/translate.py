@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data.images import list_images, load_rgb, scan_images, to_image, to_tensor
+from .data.images import load_rgb, scan_images, to_image, to_tensor
 from .nn.networks import ResnetGenerator, clean_state_dict, load_generator_state
 from .train.checkpoint import load_checkpoint
 
@@ -85,10 +85,9 @@ def translate_folder(G: torch.nn.Module, source: str | Path, target: str | Path,
     """Translate a file or every readable image of a folder; outputs go to ``target/<stem>.png`` and a copy of
     each input to ``target/inputs/`` for comparison. Unreadable files are skipped and listed in a warning."""
     source, target = Path(source), Path(target)
-    if source.is_file():
-        paths = [source]
-    else:
-        paths = scan_images(source).good if source.is_dir() else list_images(source)
+    if not source.exists():
+        raise FileNotFoundError(f"nothing to translate: {source} does not exist")
+    paths = [source] if source.is_file() else scan_images(source).good
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(paths, desc="translate", disable=not progress):

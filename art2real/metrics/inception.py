@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.images import load_rgb, scan_images
+from ..data.images import list_images, load_rgb, scan_images
 from ..io import atomic_path
 from ..paths import cache_dir
 
@@ -82,7 +82,7 @@ def folder_features(folder: str | Path, batch_size: int = 32, device="cpu", prog
 def content_key(folder: str | Path, extra: str = "") -> str:
     """A key for a folder's images by content (names and bytes), so cached statistics follow the data."""
     digest = hashlib.sha256(f"{EXTRACTOR}|{extra}".encode())
-    for p in scan_images(folder).good:
+    for p in list_images(folder):  # bytes only: decoding every image just for a key would double the work
         digest.update(p.name.encode())
         digest.update(hashlib.sha256(p.read_bytes()).digest())
     return digest.hexdigest()[:32]
