@@ -6,7 +6,8 @@ import torch
 from art2real.bank.memory import MemoryBanks
 from art2real.bank.patches import extract_patches, to_u8, to_unit
 from art2real.config import get_config
-from art2real.nn.contextual import SemanticContextualLoss, affinity, contextual_loss
+from art2real.nn import contextual
+from art2real.nn.contextual import SemanticContextualLoss, affinity, contextual_loss, pooled_contextual_loss
 
 
 def reference_affinity(gen, real, mean, h=1.0, eps=1e-5):
@@ -49,6 +50,23 @@ def test_gradcheck_on_a_tiny_case():
     gen = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     real, mean = torch.randn(5, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64) * 0.1
     assert torch.autograd.gradcheck(lambda g: contextual_loss(affinity(g, real, mean, h=0.5, eps=0.1)), (gen,))
+
+
+@pytest.mark.parametrize("block", [1 << 22, 7])  # one block; many blocks with a ragged last one
+def test_pooled_loss_equals_the_affinity_form(monkeypatch, block):
+    monkeypatch.setattr(contextual, "BLOCK", block)
+    torch.manual_seed(0)
+    gen = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    real, mean = torch.randn(5, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64) * 0.1
+    real[:2] = gen[:2].detach()  # two generated patches have an exact match (d_min = 0)
+    for h, eps in ((1.0, 1e-5), (0.5, 0.1)):
+        expected = contextual_loss(affinity(gen, real, mean, h, eps))
+        loss = pooled_contextual_loss(gen, real, mean, h, eps)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+        grad_expected, = torch.autograd.grad(expected, gen)
+        grad, = torch.autograd.grad(loss, gen)
+        assert torch.allclose(grad, grad_expected, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda g: pooled_contextual_loss(g, real[2:], mean, 0.5, 0.1), (gen,))
 
 
 def _banks_from_image(image_u8, tmp_path, cfg):

@@ -13,12 +13,16 @@ For each generated image, scale and class present in its mask:
      eq. 4-5: CX = mean_i max_j A_ij;  eq. 6: L = -log CX;
   5. summed over classes and scales, averaged over the batch; the trainer weights it by lambda_cx.
 
+``affinity`` computes A itself (for checks and the per-patch form); the pooled loss in training goes through
+``pooled_contextual_loss``, the same numbers without keeping the (patches x pooled neighbours) matrix.
+
 How the per-patch form differs: its softmax runs over k candidates instead of the pooled set (up to k x the
 number of patches), so each A_ij is larger and the loss is smaller than the pooled one; both are 0 when every
 generated patch equals a bank patch, and they coincide when k covers the whole bank.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +57,71 @@ def affinity(gen: torch.Tensor, real: torch.Tensor, mean: torch.Tensor, h: float
 def contextual_loss(A: torch.Tensor) -> torch.Tensor:
     """Eq. 4-6: -log(mean_i max_j A_ij)."""
     return -torch.log(A.max(dim=-1).values.mean())
+
+
+def pooled_contextual_loss(gen: torch.Tensor, real: torch.Tensor, mean: torch.Tensor, h: float = 1.0,
+                           eps: float = 1e-5) -> torch.Tensor:
+    """Eq. 1-6 for the pooled form: equals ``contextual_loss(affinity(gen, real, mean, h, eps))`` (value and
+    gradient), computed block of rows by block of rows without keeping A (n x m) for the backward pass.
+
+    max_j A_ij is the weight of the nearest real patch j* (d~ grows with d), so with cm_i = max_j cos_ij:
+    -log max_j A_ij = logsumexp_j((cos_ij - cm_i) / ((1 - cm_i + eps) h)).
+    """
+    g = F.normalize(gen - mean, dim=-1)  # eq. 1's centring and normalisation, differentiable as usual
+    r = F.normalize(real - mean, dim=-1)
+    neg_log_max = _NegLogMaxAffinity.apply(g, r.detach(), h, eps)
+    return -(torch.logsumexp(-neg_log_max, 0) - math.log(len(neg_log_max)))  # eq. 4-6: -log mean_i max_j A_ij
+
+
+BLOCK = 1 << 22  # affinities per block of rows in the pooled loss (16 MB in float32)
+
+
+class _NegLogMaxAffinity(torch.autograd.Function):
+    """-log max_j A_ij per generated patch, for unit rows g (n, D) and r (m, D); gradients into g only.
+
+    Blocks of rows keep the (rows x m) temporaries small; the backward pass recomputes them.
+    """
+
+    @staticmethod
+    def _block(g, r, h, eps):
+        """z = (cos - cm) s with s = 1 / ((d_min + eps) h), j* and s, for a block of rows."""
+        cos = g @ r.T
+        cm, best = cos.max(dim=1)
+        scale = 1 / ((1 - cm + eps) * h)
+        return cos.sub_(cm[:, None]).mul_(scale[:, None]), best, scale
+
+    @staticmethod
+    def _rows(g, r):
+        step = max(1, BLOCK // max(1, len(r)))
+        return range(0, len(g), step), step
+
+    @staticmethod
+    def forward(ctx, g, r, h, eps):
+        out = g.new_empty(len(g))
+        blocks, step = _NegLogMaxAffinity._rows(g, r)
+        for i in blocks:
+            z, _, _ = _NegLogMaxAffinity._block(g[i:i + step], r, h, eps)
+            out[i:i + step] = torch.logsumexp(z, dim=1)
+        ctx.save_for_backward(g, r, out)
+        ctx.h, ctx.eps = h, eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        g, r, lse = ctx.saved_tensors
+        grad = torch.empty_like(g)
+        blocks, step = _NegLogMaxAffinity._rows(g, r)
+        for i in blocks:
+            rows = slice(i, i + step)
+            z, best, scale = _NegLogMaxAffinity._block(g[rows], r, ctx.h, ctx.eps)
+            p = torch.exp(z - lse[rows, None])  # the softmax of z
+            w = grad_out[rows] * scale
+            # d lse / d cos_ij = p_ij s_i, plus through cm_i (column j*): s_i (h sum_j p_ij z_ij - 1)
+            through_max = w * (ctx.h * (p * z).sum(1) - 1)
+            dcos = p.mul_(w[:, None])
+            dcos[torch.arange(len(best), device=g.device), best] += through_max
+            grad[rows] = dcos @ r
+        return grad, None, None, None
 
 
 @dataclass
@@ -121,9 +190,9 @@ class SemanticContextualLoss:
             real = torch.from_numpy(t.real).to(gen)
             mean = torch.from_numpy(t.mean).to(gen)
             if t.inverse is None:
-                A = affinity(gen, real, mean, self.cx.h, self.cx.eps)
+                total = total + pooled_contextual_loss(gen, real, mean, self.cx.h, self.cx.eps)
             else:
                 real = real[torch.from_numpy(t.inverse).to(fake.device)]
                 A = affinity(gen, real, mean, self.cx.h, self.cx.eps, torch.from_numpy(t.valid).to(fake.device))
-            total = total + contextual_loss(A)
+                total = total + contextual_loss(A)
         return total / fake.shape[0]
