@@ -70,7 +70,9 @@ class BankConfig:
     class_threshold: float = 0.2  # a photo patch enters bank c when >= 20% of its pixels are class c
     index: str = "auto"  # auto | flat | ivf | pcasq
     ivf_min: int = 20_000  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking (exact search costs N D)
-    pcasq_min: int = 1_000_000  # above: PCA + SQ8 codes, exact re-ranking (the paper's recipe for large banks)
+    # at or above: PCA to pca_dim first when patches have more dimensions (the paper's recipe): on paper-scale
+    # banks the same recall as without PCA and 2-3x faster queries for 16x16 patches (benchmarks/bench_banks.py)
+    pcasq_min: int = 20_000
     nprobe: int = 32  # recall@1 >= 0.97 at every scale on paper-scale banks (16 gave 0.945 at 16/6)
     rerank: int = 64  # candidates re-ranked exactly (k')
     pca_dim: int = 64

@@ -123,6 +123,7 @@ def main() -> None:
     step_s = timed(lambda: trainer.step(batch), repeat=3)
     counts = {k: sum(v.values()) for k, v in banks.meta["counts"].items()}
     save("banks", {"photos": args.photos, "nprobe": cfg.bank.nprobe, "rerank": cfg.bank.rerank, "patches_per_scale": counts, "build_seconds": banks.meta["build_seconds"],
+                   "index_seconds_last_reindex": banks.meta.get("index_seconds"),
                    "banks_reused": reused, "peak_rss_gb_after_build": build_rss,
                    "index_specs": banks.meta["index_specs"],
                    "recall": recall, "query_seconds_one_256px_image_all_scales": round(query_s, 3),

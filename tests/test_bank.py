@@ -147,3 +147,21 @@ def test_import_of_the_authors_layout(tmp_path):
     assert np.array_equal(banks.banks[0][3].patches, u8["3"]) and np.array_equal(banks.banks[0][-1].patches, u8["0"])
     assert banks.search(0, 3, to_unit(u8["3"][:3]), 1)[:, 0].tolist() == [0, 1, 2]
     assert banks.search(0, -1, to_unit(u8["0"][:3]), 1)[:, 0].tolist() == [0, 1, 2]
+
+
+def test_new_index_settings_rebuild_only_the_indexes(tiny_dataset, tmp_path):
+    cfg = _bank_cfg(scales=((4, 4),))
+    root = tmp_path / "banks"
+    build_banks(tiny_dataset / "trainB", StripesSegmenter(), root, cfg, size=24, progress=False)
+    patches = root / "s4_4" / "c0.u8"
+    written = patches.stat().st_mtime_ns
+    cfg.ivf_min, cfg.nprobe = 10, 64  # 60-patch banks become IVF
+    banks = build_banks(tiny_dataset / "trainB", StripesSegmenter(), root, cfg, size=24, progress=False)
+    assert patches.stat().st_mtime_ns == written  # patches kept
+    specs = json.loads((root / "meta.json").read_text())["index_specs"]["s4_4"]
+    assert specs["0"].startswith("IVF") and type(banks.banks[0][0].index).__name__ == "IndexIVFScalarQuantizer"
+    q = to_unit(np.asarray(banks.banks[0][0].patches[:5]))
+    assert banks.search(0, 0, q, 1)[:, 0].tolist() == [0, 1, 2, 3, 4]
+    manifest = (root / "manifest.json").read_text()
+    build_banks(tiny_dataset / "trainB", StripesSegmenter(), root, cfg, size=24, progress=False)
+    assert (root / "manifest.json").read_text() == manifest  # and that is a no-op next time

@@ -1,9 +1,10 @@
 """FAISS indexes chosen by bank size, with exact re-ranking.
 
 - below ``ivf_min`` vectors: exact search (IndexFlatL2);
-- up to ``pcasq_min``: IVF (nlist = 4 sqrt(N)) over 8-bit scalar-quantised codes, nprobe probes, then the
+- below ``pcasq_min``: IVF (nlist = 4 sqrt(N)) over 8-bit scalar-quantised codes, nprobe probes, then the
   ``rerank`` best candidates are re-ranked with exact L2 on the raw patches;
-- above: PCA to ``pca_dim`` dimensions + IVF + SQ8 (the paper's recipe to bound memory), then exact re-ranking.
+- from ``pcasq_min`` (by default, every IVF bank): PCA to ``pca_dim`` dimensions when patches have more, then
+  IVF + SQ8 (the paper's recipe), then exact re-ranking.
 
 Raw patches stay in the bank's uint8 memory-mapped file, so an index holds codes only (1 byte a dimension).
 Every search space is [-1, 1] float32, the space of G's outputs; distances are squared L2 as in the authors' code.
@@ -23,7 +24,7 @@ def choose_kind(n: int, cfg) -> str:
         return cfg.index
     if n < cfg.ivf_min:
         return "flat"
-    return "ivf" if n <= cfg.pcasq_min else "pcasq"
+    return "ivf" if n < cfg.pcasq_min else "pcasq"
 
 
 def factory_string(kind: str, n: int, dim: int, cfg) -> str:

@@ -11,6 +11,7 @@ On disk (one folder per setting and segmenter)::
 
 Class ``-1`` is the background bank (photo patches in no class). A build writes into a temporary folder that
 replaces the old one only when complete, so an interrupted build never leaves a bank that would be loaded.
+When only the index settings changed, the patches on disk are kept and only the indexes are rebuilt.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageFolder
-from ..io import write_json
+from ..io import atomic_path, write_json
 from ..segment.base import BACKGROUND
 from .index import build_index, search, to_gpu
 from .patches import bank_membership, class_fractions, extract_patches, to_u8, to_unit
@@ -176,8 +177,12 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
     root = Path(root)
     images = ImageFolder(photos, size, cfg.max_photos)
     stamp = fingerprint(images.paths, segmenter.name, size, cfg)
-    if (root / "manifest.json").exists() and json.loads((root / "manifest.json").read_text()) == stamp:
-        return MemoryBanks.load(root, cfg)
+    if (root / "manifest.json").exists():
+        built = json.loads((root / "manifest.json").read_text())
+        if built == stamp:
+            return MemoryBanks.load(root, cfg)
+        if {**built, "index": None} == {**stamp, "index": None}:  # same patches, other index settings
+            return _reindex(root, cfg, stamp, progress, seed)
     start = time.perf_counter()
     tmp = _fresh_tmp(root)
     try:
@@ -210,6 +215,26 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
         shutil.rmtree(tmp, ignore_errors=True)  # an interrupted build leaves nothing that could be loaded
         raise
     _commit(tmp, root)
+    return MemoryBanks.load(root, cfg)
+
+
+def _reindex(root: Path, cfg, stamp: dict, progress: bool, seed: int) -> MemoryBanks:
+    """New indexes over the patches already on disk. Each index file is replaced atomically and the manifest is
+    written last, so an interrupted run is redone (whole) by the next build."""
+    meta = json.loads((root / "meta.json").read_text())
+    start = time.perf_counter()
+    dims = {_scale_dir(p, s): 3 * p * p for p, s in meta["scales"]}
+    classes = [(scale_key, c, n) for scale_key, per in meta["counts"].items() for c, n in per.items() if n > 0]
+    for scale_key, c, n in tqdm(classes, desc="memory banks: indexes", disable=not progress):
+        path = root / scale_key / f"c{c}.u8"
+        patches = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, dims[scale_key]))
+        index, spec = build_index(patches, cfg, seed)
+        with atomic_path(path.with_suffix(".faiss")) as tmp:
+            faiss.write_index(index, str(tmp))
+        meta["index_specs"][scale_key][c] = spec
+    meta["index_seconds"] = round(time.perf_counter() - start, 2)
+    write_json(root / "meta.json", meta)
+    write_json(root / "manifest.json", stamp)
     return MemoryBanks.load(root, cfg)
 
 
