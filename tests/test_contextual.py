@@ -7,7 +7,8 @@ from art2real.bank.memory import MemoryBanks
 from art2real.bank.patches import extract_patches, to_u8, to_unit
 from art2real.config import get_config
 from art2real.nn import contextual
-from art2real.nn.contextual import SemanticContextualLoss, affinity, contextual_loss, pooled_contextual_loss
+from art2real.nn.contextual import (SemanticContextualLoss, affinity, contextual_loss, max_affinity,
+                                    pooled_contextual_loss, term_losses)
 
 
 def reference_affinity(gen, real, mean, h=1.0, eps=1e-5):
@@ -67,6 +68,28 @@ def test_pooled_loss_equals_the_affinity_form(monkeypatch, block):
         grad, = torch.autograd.grad(loss, gen)
         assert torch.allclose(grad, grad_expected, rtol=1e-9, atol=1e-12)
     assert torch.autograd.gradcheck(lambda g: pooled_contextual_loss(g, real[2:], mean, 0.5, 0.1), (gen,))
+
+
+@pytest.mark.parametrize("block", [1 << 22, 20, 7])  # one block; blocks across terms; blocks inside terms
+def test_several_terms_at_once_equal_each_term_alone(monkeypatch, block):
+    monkeypatch.setattr(contextual, "BLOCK", block)
+    torch.manual_seed(1)
+    rows, cols = [3, 1, 5], [4, 2, 6]  # three (image, class) terms with their own real patches and means
+    gen = torch.randn(sum(rows), 6, dtype=torch.float64, requires_grad=True)
+    real, mean = torch.randn(sum(cols), 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64) * 0.2
+    real[0] = gen[1].detach()  # an exact match inside term 0
+    row_term = torch.repeat_interleave(torch.arange(3), torch.tensor(rows))
+    loss = term_losses(max_affinity(gen, real, mean, 0.5, 1e-3, row_term, torch.tensor(cols)), row_term, 3)
+    g, r = gen.split(rows), real.split(cols)
+    expected = torch.stack([contextual_loss(affinity(g[t], r[t], mean[t], 0.5, 1e-3)) for t in range(3)])
+    assert torch.allclose(loss, expected, rtol=1e-12)
+    weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # distinct weights: no cancellation hides errors
+    grad, = torch.autograd.grad((loss * weights).sum(), gen)
+    grad_expected, = torch.autograd.grad((expected * weights).sum(), gen)
+    assert torch.allclose(grad, grad_expected, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: term_losses(max_affinity(x, real, mean, 0.5, 1e-3, row_term, torch.tensor(cols)), row_term, 3),
+        (gen,))
 
 
 def _banks_from_image(image_u8, tmp_path, cfg):
