@@ -122,7 +122,8 @@ def main() -> None:
     batch = {"A": batch["A"][None], "B": batch["B"][None], "A_name": [batch["A_name"]]}
     step_s = timed(lambda: trainer.step(batch), repeat=3)
     counts = {k: sum(v.values()) for k, v in banks.meta["counts"].items()}
-    save("banks", {"photos": args.photos, "nprobe": cfg.bank.nprobe, "rerank": cfg.bank.rerank, "patches_per_scale": counts, "build_seconds": banks.meta["build_seconds"],
+    save("banks", {"photos": args.photos, "nprobe": cfg.bank.nprobe, "rerank": cfg.bank.rerank,
+                   "patches_per_scale": counts, "build_seconds": banks.meta["build_seconds"],
                    "index_seconds_last_reindex": banks.meta.get("index_seconds"),
                    "banks_reused": reused, "peak_rss_gb_after_build": build_rss,
                    "index_specs": banks.meta["index_specs"],

@@ -137,3 +137,43 @@ def test_gradients_flow_only_into_the_generated_image(tmp_path):
     # a painting with no class at all (no mask) uses the background bank only
     loss = SemanticContextualLoss(banks, cfg, 1)(fake.detach(), torch.full((1, 16, 16), -1))
     assert torch.isfinite(loss) and loss > 0
+
+
+def test_loss_reproduces_the_authors_procedure_with_exact_search(tmp_path):
+    """The authors' compute_contextual, transcribed in float64 numpy (masks unfolded per scale, the 50% rule with
+    background = pixels in no mask, exact L2 k-NN, pooled unique ids, eq. 1-6), against our loss with
+    ``bank.index = flat``, pooled, k = 5, h = 1, eps = 1e-5."""
+    cfg = get_config("smoke", {"bank.scales": ((4, 4), (8, 4)), "bank.index": "flat", "cx.pooling": "pooled"})
+    rng = np.random.default_rng(3)
+    sizes = {0: 40, 1: 30, -1: 25}  # patches per class bank (-1: background)
+    arrays = {(p, s): {c: rng.integers(0, 256, (n, 3 * p * p), dtype=np.uint8) for c, n in sizes.items()}
+              for p, s in cfg.bank.scales}
+    banks = MemoryBanks.from_arrays(arrays, tmp_path / "banks", cfg.bank)
+    fake = torch.rand(2, 3, 16, 16) * 2 - 1
+    labels = torch.full((2, 16, 16), -1)
+    labels[0, :9, :] = 0
+    labels[0, 9:, 5:] = 1
+    labels[1, :, 6:] = 1  # image 1: class 1 and background only
+    ours = SemanticContextualLoss(banks, cfg, n_classes=2)(fake, labels).item()
+
+    def unfold(x, p, s):  # (C, H, W) -> (L, C p p), channel-first rows like the authors' unfold chain
+        return np.stack([x[:, i:i + p, j:j + p].reshape(-1) for i in range(0, x.shape[1] - p + 1, s)
+                         for j in range(0, x.shape[2] - p + 1, s)])
+
+    total = 0.0
+    for b in range(2):
+        gen, lab = fake[b].double().numpy(), labels[b].numpy()
+        for p, s in cfg.bank.scales:
+            masks = {c: (lab == c).astype(float)[None] for c in (0, 1) if (lab == c).any()}
+            masks[-1] = 1 - np.clip(sum(masks.values()), 0, 1)
+            patches = unfold(gen, p, s)
+            for c, mask in masks.items():
+                rows = patches[unfold(mask, p, s).sum(1) >= p * p / 2]
+                if not len(rows):
+                    continue
+                bank = arrays[p, s][c].astype(np.float64) / 127.5 - 1
+                dist = ((rows[:, None] - bank[None]) ** 2).sum(-1)
+                ids = np.unique(np.argsort(dist, 1)[:, :5])
+                mean = bank.mean(0)
+                total += -np.log(reference_affinity(rows, bank[ids], mean).max(1).mean())
+    assert ours == pytest.approx(total / 2, rel=1e-5)

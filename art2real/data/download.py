@@ -5,8 +5,8 @@
 - Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices); a
   truncated or corrupt archive is an error and leaves nothing half-extracted (extraction goes to a temporary
   folder that is renamed into place only when complete).
-- Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with a message naming the URL and
-  the folder to fill by hand.
+- Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with
+  a message naming the URL and the folder to fill by hand.
 """
 from __future__ import annotations
 

@@ -17,6 +17,10 @@ For each generated image, scale and class present in its mask:
 ``max_affinity``, the same numbers without keeping the (patches x pooled neighbours) matrix. The differentiable
 part handles all images and classes of a scale together; only retrieval goes class by class (one index each).
 
+Configured like the authors' release (exact L2 search on raw patches, pooled neighbours, k = 5, h = 1,
+eps = 1e-5) with ``--preset paper --set bank.index=flat``; tests/test_contextual.py checks the loss against a
+float64 transcription of their ``compute_contextual``.
+
 How the per-patch form differs: its softmax runs over k candidates instead of the pooled set (up to k x the
 number of patches), so each A_ij is larger and the loss is smaller than the pooled one; both are 0 when every
 generated patch equals a bank patch, and they coincide when k covers the whole bank.
