@@ -343,7 +343,8 @@ def _write_table(artist: str, name: str, table: pd.DataFrame, title: str) -> Non
             notes.append(match.group(1))
         return f"not available [{notes.index(match.group(1)) + 1}]"
 
-    cells = [[re.sub(r"not available: ([^;]+)", footnote, c) if isinstance(c, str) else c for c in row]
+    # a reason runs to the next "; <column>: " of a joined status, so reasons may hold semicolons themselves
+    cells = [[re.sub(r"not available: (.+?)(?=; \w+: |$)", footnote, c) if isinstance(c, str) else c for c in row]
              for row in cells]
     md = f"## {title}\n\n" + report.markdown_table(shown, cells) + "\n"
     md += "".join(f"\n[{i}] not available: {n}" for i, n in enumerate(notes, 1)) + ("\n" if notes else "")

@@ -46,3 +46,18 @@ def test_bad_parameters_stop_before_compute(tmp_path, monkeypatch, params, messa
         pm.execute_notebook(str(REPO / "notebooks" / "02_train.ipynb"), str(tmp_path / "out.ipynb"),
                             parameters={"artist": "demo", "preset": "smoke", **params}, progress_bar=False,
                             cwd=str(tmp_path))
+
+
+def test_long_reasons_become_whole_footnotes(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path))
+    hint = 'not available: no weights. Run: python -c "import x; x.fetch()"'
+    table = pd.DataFrame([{"method": "A", "status": f"detection: {hint}; segmentation: {hint}"},
+                          {"method": "B", "status": "classification: not available: offline"}])
+    pipeline._write_table("demo", "t", table, "T")
+    md = (tmp_path / "demo" / "t.md").read_text()
+    assert "| A | detection: not available [1]; segmentation: not available [1] |" in md
+    assert "| B | classification: not available [2] |" in md
+    assert '[1] not available: no weights. Run: python -c "import x; x.fetch()"' in md
+    assert "[2] not available: offline" in md
