@@ -68,6 +68,9 @@ class BankConfig:
     # (patch size, stride) per scale; the paper's 4/4, 8/5, 16/6
     scales: tuple[tuple[int, int], ...] = ((4, 4), (8, 5), (16, 6))
     class_threshold: float = 0.2  # a photo patch enters bank c when >= 20% of its pixels are class c
+    # the search metric: l2 = squared L2 on raw patches (the authors); cosine = eq. 1's distance (centred on the
+    # class mean, L2-normalised), so neighbours are the nearest in the loss's own terms
+    metric: str = "l2"
     index: str = "auto"  # auto | flat | ivf | pcasq
     ivf_min: int = 20_000  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking (exact search costs N D)
     # at or above: PCA to pca_dim first when patches have more dimensions (the paper's recipe): on paper-scale
@@ -230,6 +233,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"cx.mask_schedule must be 'paper' or 'fixed', got {cfg.cx.mask_schedule!r}")
     if cfg.train.val_metric not in ("fid", "kid"):
         raise ValueError(f"train.val_metric must be 'fid' or 'kid', got {cfg.train.val_metric!r}")
+    if cfg.bank.metric not in ("l2", "cosine"):
+        raise ValueError(f"bank.metric must be 'l2' or 'cosine', got {cfg.bank.metric!r}")
     for size, stride in cfg.bank.scales:
         if size > cfg.data.image_size or size < 1 or stride < 1:
             raise ValueError(f"bank scale {size}/{stride} does not fit images of {cfg.data.image_size} px")

@@ -63,17 +63,27 @@ def _exact(data_u8, queries, k):
     return np.argsort(d, 1, kind="stable")[:, :k]
 
 
+def _exact_cosine(data_u8, queries, mean, k):
+    unit = lambda v: (v - mean) / np.linalg.norm(v - mean, axis=-1, keepdims=True)  # noqa: E731
+    return np.argsort(-(unit(queries) @ unit(to_unit(data_u8)).T), 1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
 @pytest.mark.parametrize("kind", ["flat", "ivf", "pcasq"])
-def test_indexes_find_exact_neighbours_after_reranking(kind):
+def test_indexes_find_exact_neighbours_after_reranking(kind, metric):
     rng = np.random.default_rng(0)
     centres = rng.integers(0, 256, (40, 48))
     data = np.clip(centres[rng.integers(0, 40, 3000)] + rng.normal(0, 20, (3000, 48)), 0, 255).astype(np.uint8)
     queries = to_unit(np.clip(centres[rng.integers(0, 40, 50)] + rng.normal(0, 20, (50, 48)), 0, 255))
-    cfg = _bank_cfg(index=kind, nprobe=64, rerank=256, pca_dim=16, train_size=3000)
-    index, spec = build_index(data, cfg)
+    cfg = _bank_cfg(metric=metric, index=kind, nprobe=64, rerank=256, pca_dim=16, train_size=3000)
+    mean = to_unit(data).mean(0)
+    index, spec = build_index(data, cfg, mean=mean)
     assert spec.startswith({"flat": "Flat", "ivf": "IVF", "pcasq": "PCA16,IVF"}[kind])
-    ids = search(index, data, queries, 5, cfg)
-    assert (ids == _exact(data, queries, 5)).mean() >= 0.99
+    ids = search(index, data, queries, 5, cfg, mean)
+    exact = _exact(data, queries, 5) if metric == "l2" else _exact_cosine(data, queries, mean, 5)
+    assert (ids == exact).mean() >= 0.99
+    if metric == "cosine":  # the two metrics rank differently here, so the test tells them apart
+        assert (_exact(data, queries, 5) != exact).any()
 
 
 def test_bank_round_trip_and_small_bank_padding(tmp_path):

@@ -27,6 +27,7 @@ def test_auto_picks_by_device(caplog):
     ({"overrides": {"data.image_size": 30}}, "multiple of 4"),
     ({"overrides": ["model.ngf"]}, "key=value"),
     ({"method": "unit"}, "unknown method"),
+    ({"overrides": {"bank.metric": "dot"}}, "bank.metric must be"),
 ])
 def test_bad_values_are_named(bad, message):
     preset = bad.pop("preset", "smoke")

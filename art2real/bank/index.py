@@ -7,7 +7,9 @@
   IVF + SQ8 (the paper's recipe), then exact re-ranking.
 
 Raw patches stay in the bank's uint8 memory-mapped file, so an index holds codes only (1 byte a dimension).
-Every search space is [-1, 1] float32, the space of G's outputs; distances are squared L2 as in the authors' code.
+Patches and queries are [-1, 1] float32, the space of G's outputs. The search metric (``bank.metric``) is
+``l2``, squared L2 on the raw patches as in the authors' code, or ``cosine``, eq. 1's distance: both sides centred
+on the class mean and L2-normalised (L2 between unit vectors ranks as 1 - cos).
 """
 from __future__ import annotations
 
@@ -39,8 +41,20 @@ def factory_string(kind: str, n: int, dim: int, cfg) -> str:
     raise ValueError(f"unknown index kind {kind!r}; choose auto, flat, ivf or pcasq")
 
 
-def build_index(patches_u8: np.ndarray, cfg, seed: int = 0, chunk: int = 200_000) -> tuple[faiss.Index, str]:
-    """Train (on a random subset) and fill an index over the rows of a uint8 (N, D) array or memmap."""
+def search_space(vectors: np.ndarray, cfg, mean: np.ndarray | None = None) -> np.ndarray:
+    """[-1, 1] float32 rows -> the vectors the index compares under ``cfg.metric``."""
+    if cfg.metric == "l2":
+        return vectors
+    if mean is None:
+        raise ValueError("the cosine search metric needs the class mean (eq. 1 centres on it)")
+    centred = vectors - mean.astype(np.float32)
+    return centred / np.maximum(np.linalg.norm(centred, axis=-1, keepdims=True), 1e-12)
+
+
+def build_index(patches_u8: np.ndarray, cfg, seed: int = 0, chunk: int = 200_000,
+                mean: np.ndarray | None = None) -> tuple[faiss.Index, str]:
+    """Train (on a random subset) and fill an index over the rows of a uint8 (N, D) array or memmap; ``mean`` is
+    the class mean (needed by the cosine metric)."""
     n, dim = patches_u8.shape
     kind = choose_kind(n, cfg)
     spec = factory_string(kind, n, dim, cfg)
@@ -48,16 +62,18 @@ def build_index(patches_u8: np.ndarray, cfg, seed: int = 0, chunk: int = 200_000
     if not index.is_trained:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, min(n, cfg.train_size), replace=False))
-        index.train(to_unit(patches_u8[sample]))
+        index.train(search_space(to_unit(patches_u8[sample]), cfg, mean))
     for start in range(0, n, chunk):
-        index.add(to_unit(patches_u8[start:start + chunk]))
+        index.add(search_space(to_unit(patches_u8[start:start + chunk]), cfg, mean))
     return index, spec
 
 
-def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: int, cfg) -> np.ndarray:
-    """Ids (n, k) of the k nearest bank patches of each query row (float32 in [-1, 1]); -1 pads when the bank
-    has fewer than k patches. Approximate indexes are re-ranked exactly over ``rerank`` candidates."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: int, cfg,
+           mean: np.ndarray | None = None) -> np.ndarray:
+    """Ids (n, k) of the k nearest bank patches of each query row (float32 in [-1, 1]) under ``cfg.metric``;
+    -1 pads when the bank has fewer than k patches. Approximate indexes are re-ranked exactly over ``rerank``
+    candidates."""
+    queries = np.ascontiguousarray(search_space(np.asarray(queries, np.float32), cfg, mean), dtype=np.float32)
     k_eff = min(k, index.ntotal)
     if "Flat" in type(index).__name__ and "IVF" not in type(index).__name__:
         _, ids = index.search(queries, k_eff)
@@ -65,21 +81,23 @@ def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: i
         space = faiss.GpuParameterSpace() if "Gpu" in type(index).__name__ else faiss.ParameterSpace()
         space.set_index_parameter(index, "nprobe", cfg.nprobe)
         _, candidates = index.search(queries, max(k_eff, min(cfg.rerank, index.ntotal)))
-        ids = rerank(patches_u8, queries, candidates, k_eff)
+        ids = rerank(patches_u8, queries, candidates, k_eff, lambda v: search_space(v, cfg, mean))
     if k_eff < k:
         ids = np.concatenate([ids, -np.ones((len(ids), k - k_eff), ids.dtype)], 1)
     return ids
 
 
-def rerank(patches_u8: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
+def rerank(patches_u8: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int, space=None,
            chunk: int = 256) -> np.ndarray:
-    """Exact L2 among each query's candidates; returns the k best ids per query (chunks bound the memory)."""
+    """Exact L2 among each query's candidates, after ``space`` (the metric's transform of bank vectors; queries
+    come transformed); returns the k best ids per query (chunks bound the memory)."""
     out = np.empty((len(queries), k), dtype=candidates.dtype)
     for start in range(0, len(queries), chunk):
         cand = candidates[start:start + chunk]
         valid = cand >= 0
         flat = np.unique(cand[valid])
         vectors = to_unit(patches_u8[flat])  # one sorted gather from the memmap
+        vectors = space(vectors) if space is not None else vectors
         pos = np.searchsorted(flat, np.where(valid, cand, flat[0]))
         q = queries[start:start + chunk]
         d = (vectors ** 2).sum(-1)[pos] - 2 * np.einsum("nkd,nd->nk", vectors[pos], q)  # + |q|^2, same per row

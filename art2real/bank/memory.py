@@ -88,7 +88,7 @@ class MemoryBanks:
 
     def search(self, scale: int, cls: int, queries: np.ndarray, k: int) -> np.ndarray:
         bank = self.banks[scale][cls]
-        return search(bank.index, bank.patches, queries, k, self.cfg)
+        return search(bank.index, bank.patches, queries, k, self.cfg, bank.mean)
 
     def patches(self, scale: int, cls: int, ids: np.ndarray) -> np.ndarray:
         """Float32 [-1, 1] patches of a class bank (sorted ids read the memmap sequentially)."""
@@ -155,7 +155,7 @@ def _commit(tmp: Path, root: Path) -> None:
 def _finish_class(path: Path, count: int, dim: int, mean: np.ndarray, cfg, seed: int = 0) -> str:
     np.save(path.with_suffix(".mean.npy"), mean.astype(np.float32))
     patches = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, dim))
-    index, spec = build_index(patches, cfg, seed)
+    index, spec = build_index(patches, cfg, seed, mean=mean.astype(np.float32))
     faiss.write_index(index, str(path.with_suffix(".faiss")))
     return spec
 
@@ -163,7 +163,7 @@ def _finish_class(path: Path, count: int, dim: int, mean: np.ndarray, cfg, seed:
 def fingerprint(paths: list[Path], segmenter_name: str, size: int, cfg) -> dict:
     return {"format": FORMAT, "segmenter": segmenter_name, "size": size,
             "scales": [list(s) for s in cfg.scales], "class_threshold": cfg.class_threshold,
-            "index": [cfg.index, cfg.ivf_min, cfg.pcasq_min, cfg.pca_dim, cfg.train_size],
+            "index": [cfg.metric, cfg.index, cfg.ivf_min, cfg.pcasq_min, cfg.pca_dim, cfg.train_size],
             "photos": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]}
 
 
@@ -228,7 +228,7 @@ def _reindex(root: Path, cfg, stamp: dict, progress: bool, seed: int) -> MemoryB
     for scale_key, c, n in tqdm(classes, desc="memory banks: indexes", disable=not progress):
         path = root / scale_key / f"c{c}.u8"
         patches = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, dims[scale_key]))
-        index, spec = build_index(patches, cfg, seed)
+        index, spec = build_index(patches, cfg, seed, mean=np.load(path.with_suffix(".mean.npy")))
         with atomic_path(path.with_suffix(".faiss")) as tmp:
             faiss.write_index(index, str(tmp))
         meta["index_specs"][scale_key][c] = spec
@@ -293,7 +293,7 @@ def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8
                     f.write(np.clip(np.rint(data[start:start + chunk] * 255), 0, 255).astype(np.uint8).tobytes())
             shutil.copyfile(src / "means" / f"{binary.stem}.npy", out / f"c{c}.mean.npy")
             index = src / "faiss_indexes" / f"{binary.stem}.index"
-            if index.exists():
+            if index.exists() and cfg.metric == "l2":  # theirs search raw patches by L2
                 shutil.copyfile(index, out / f"c{c}.faiss")
             else:
                 _finish_class(out / f"c{c}.u8", len(data), dim, np.load(out / f"c{c}.mean.npy"), cfg)

@@ -3,7 +3,8 @@
 For each generated image, scale and class present in its mask:
   1. generated patches (values in [-1, 1]) belong to class c when >= 50% of their pixels lie in mask c
      (background = pixels in no class; an image with no mask is all background);
-  2. the k nearest real patches of each are retrieved from the memory bank of class c (no autograd);
+  2. the k nearest real patches of each are retrieved from the memory bank of class c (no autograd), by
+     ``bank.metric``: squared L2 on raw patches (authors) or eq. 1's cosine distance;
   3. pooled form (paper, authors): the neighbour ids of all patches of the class are pooled (union) and every
      generated patch is compared with every pooled real patch;
      per-patch form (cheaper): each generated patch is compared with its own k neighbours only;
@@ -18,8 +19,8 @@ For each generated image, scale and class present in its mask:
 part handles all images and classes of a scale together; only retrieval goes class by class (one index each).
 
 Configured like the authors' release (exact L2 search on raw patches, pooled neighbours, k = 5, h = 1,
-eps = 1e-5) with ``--preset paper --set bank.index=flat``; tests/test_contextual.py checks the loss against a
-float64 transcription of their ``compute_contextual``.
+eps = 1e-5) with ``--preset paper --set bank.index=flat`` (``bank.metric`` is ``l2`` by default);
+tests/test_contextual.py checks the loss against a float64 transcription of their ``compute_contextual``.
 
 How the per-patch form differs: its softmax runs over k candidates instead of the pooled set (up to k x the
 number of patches), so each A_ij is larger and the loss is smaller than the pooled one; both are 0 when every
