@@ -27,6 +27,16 @@ def efficientnet_lite0(device: str = "cpu"):
     return model.eval().to(device)
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def imagenet_input(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] RGB -> torchvision's ImageNet normalisation ((x in [0, 1] - mean) / std)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
 def lite0_input(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] RGB -> the network's (x - 127) / 128 on 0-255 values."""
     return ((images + 1) * 127.5 - 127.0) / 128.0

@@ -94,9 +94,6 @@ class SemanticContext:
         return torch.stack([torch.from_numpy(self.masks[n]) if n in self.masks
                             else torch.full(shape, BACKGROUND, dtype=torch.int64) for n in names])
 
-    def loss(self, fake: torch.Tensor, names: list[str]) -> torch.Tensor:
-        return self.loss_fn(fake, self.labels(names, fake.shape[-2:]).to(fake.device))
-
     def retrieve_async(self, fake: torch.Tensor, names: list[str]) -> Future:
         """Retrieval for G(x). On CUDA it runs in a worker thread (FAISS and the memmap reads release the GIL)
         while the GPU computes the rest of the generator step; on CPU the two would compete for the same

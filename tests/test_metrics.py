@@ -144,3 +144,12 @@ def test_inception_equals_shipped_network_and_pytorch_fid():
         theirs = reference(images.float() / 255)[0].flatten(1).double().numpy()
     assert ours.shape == (2, 2048) and ours.max() > 0.1
     assert np.abs(ours - shipped).max() < 1e-4 and np.abs(ours - theirs).max() < 1e-4
+
+
+def test_imagenet_input_maps_black_and_white():
+    from art2real.backbones import IMAGENET_MEAN, IMAGENET_STD, imagenet_input
+
+    x = torch.stack([-torch.ones(3, 2, 2), torch.ones(3, 2, 2)])
+    out = imagenet_input(x)[:, :, 0, 0]
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    assert torch.allclose(out[0], -mean / std) and torch.allclose(out[1], (1 - mean) / std)

@@ -66,3 +66,11 @@ def test_missing_detectron2_says_how_to_install(monkeypatch):
 
     with pytest.raises(ImportError, match="not on PyPI"):
         Detectron2Segmenter()
+
+
+def test_torchvision_segmenter_without_cached_weights_says_how_to_get_them(monkeypatch, tmp_path):
+    from art2real.segment.backends import TorchvisionSegmenter
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch cache
+    with pytest.raises(FileNotFoundError, match="not available: deeplabv3_resnet50 weights not in the torch cache"):
+        TorchvisionSegmenter("deeplabv3_resnet50")

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..backbones import LITE0, lite0_classify
+from ..backbones import LITE0, imagenet_input, lite0_classify
 
 
 @dataclass
@@ -60,14 +60,12 @@ def _resnet152(weights, device) -> Classifier:
     import torchvision
 
     net = torchvision.models.resnet152(weights=weights).eval().to(device)
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
     body = torch.nn.Sequential(*list(net.children())[:-1])
 
     @torch.no_grad()
     def run(images):
         x = F.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
-        x = ((x[..., 16:240, 16:240] + 1) / 2 - mean) / std
+        x = imagenet_input(x[..., 16:240, 16:240])
         features = body(x).flatten(1)
         return net.fc(features), features
 

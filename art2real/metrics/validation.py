@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..bank.patches import to_u8
 from ..data.dataset import ImageFolder
 from ..data.registry import dataset_root
 from .fid import fid, kid
@@ -25,7 +26,7 @@ class Validator:
         feats = []
         for i in range(len(self.paintings)):
             fake = trainer.G(self.paintings[i].unsqueeze(0).to(device))
-            feats.append(inception_features(((fake + 1) * 127.5).round().clamp(0, 255).byte()))
+            feats.append(inception_features(to_u8(fake)))
         feats = np.concatenate(feats)
         if self.metric == "fid":
             return fid(feats, self.reference)

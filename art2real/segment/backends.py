@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbones import imagenet_input
+from ..bank.patches import to_u8
 from .base import BACKGROUND
 
 DETECTRON2_DEFAULT = "COCO-PanopticSegmentation/panoptic_fpn_R_101_3x.yaml"
@@ -67,7 +69,7 @@ class Detectron2Segmenter:
         self.name = f"detectron2-{Path(config).stem}"
 
     def _run(self, images: torch.Tensor) -> list[dict]:
-        bgr = ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).flip(-1).cpu().numpy()
+        bgr = to_u8(images).permute(0, 2, 3, 1).flip(-1).cpu().numpy()
         return [self.predictor(im) for im in bgr]
 
     def labels(self, images: torch.Tensor) -> torch.Tensor:
@@ -85,22 +87,18 @@ class TorchvisionSegmenter:
     def __init__(self, model: str = "deeplabv3_resnet50", device: str = "cpu"):
         import torchvision
 
-        weights = torchvision.models.get_model_weights(model).DEFAULT
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        if not cached.exists():
-            raise FileNotFoundError(
-                f"not available: torchvision {model} weights are not in the torch cache ({cached}). With internet, "
-                f"run once: python -c \"import torchvision; torchvision.models.get_model('{model}', weights='DEFAULT')\"")
+        from ..metrics.models import NotAvailable, cached_weights
+
+        weights = cached_weights(model)
+        if isinstance(weights, NotAvailable):
+            raise FileNotFoundError(str(weights))
         self.net = torchvision.models.get_model(model, weights=weights).eval().to(device)
         self.class_names = list(weights.meta["categories"])
         self.name = f"torchvision-{model}"
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        x = ((images + 1) / 2 - self.mean.to(images)) / self.std.to(images)
-        out = self.net(x)["out"]
+        out = self.net(imagenet_input(images))["out"]
         return F.interpolate(out, size=images.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
 
     def labels(self, images: torch.Tensor) -> torch.Tensor:
