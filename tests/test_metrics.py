@@ -153,3 +153,27 @@ def test_imagenet_input_maps_black_and_white():
     out = imagenet_input(x)[:, :, 0, 0]
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     assert torch.allclose(out[0], -mean / std) and torch.allclose(out[1], (1 - mean) / std)
+
+
+@pytest.mark.parametrize("metric", ["fid", "kid"])
+def test_validator_scores_translated_paintings_against_the_photos(tiny_dataset, metric):
+    from types import SimpleNamespace
+
+    from art2real.bank.patches import to_u8
+    from art2real.config import get_config
+    from art2real.data.dataset import ImageFolder
+    from art2real.metrics.validation import Validator
+    from art2real.nn.networks import build_generator
+
+    cfg = get_config("smoke", {"data.dataset": str(tiny_dataset), "train.val_images": 3, "train.val_metric": metric})
+    torch.manual_seed(0)
+    trainer = SimpleNamespace(device=torch.device("cpu"), G=build_generator(cfg).eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small sets
+        value = Validator(cfg)(trainer)
+        with torch.no_grad():
+            fakes = to_u8(trainer.G(torch.stack(list(ImageFolder(tiny_dataset / "trainA", 32, 3)))))
+        photos = cached_features(tiny_dataset / "trainB", progress=False, size=32)
+        expected = fid(inception_features(fakes), photos) if metric == "fid" else \
+            kid(inception_features(fakes), photos, subsets=50, seed=cfg.seed)[0]
+    assert value == pytest.approx(expected, rel=1e-6, abs=1e-9)

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageFolder
+from ..data.images import list_images
 from ..io import atomic_path, write_json
 from ..segment.base import BACKGROUND
 from .index import build_index, search, to_gpu
@@ -161,7 +162,8 @@ def _finish_class(path: Path, count: int, dim: int, mean: np.ndarray, cfg, seed:
 
 
 def fingerprint(paths: list[Path], segmenter_name: str, size: int, cfg) -> dict:
-    return {"format": FORMAT, "segmenter": segmenter_name, "size": size,
+    """What a build depends on; file names, sizes and times stand for the photos, so checking it decodes none."""
+    return {"format": FORMAT, "segmenter": segmenter_name, "size": size, "max_photos": cfg.max_photos,
             "scales": [list(s) for s in cfg.scales], "class_threshold": cfg.class_threshold,
             "index": [cfg.metric, cfg.index, cfg.ivf_min, cfg.pcasq_min, cfg.pca_dim, cfg.train_size],
             "photos": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]}
@@ -175,8 +177,7 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
     Peak memory is one batch of patches plus the index being built: patches go straight to disk.
     """
     root = Path(root)
-    images = ImageFolder(photos, size, cfg.max_photos)
-    stamp = fingerprint(images.paths, segmenter.name, size, cfg)
+    stamp = fingerprint(list_images(photos), segmenter.name, size, cfg)
     if (root / "manifest.json").exists():
         built = json.loads((root / "manifest.json").read_text())
         if built == stamp:
@@ -184,6 +185,7 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
         if {**built, "index": None} == {**stamp, "index": None}:  # same patches, other index settings
             return _reindex(root, cfg, stamp, progress, seed)
     start = time.perf_counter()
+    images = ImageFolder(photos, size, cfg.max_photos)
     tmp = _fresh_tmp(root)
     try:
         counts, sums = _stream_patches(images, segmenter, cfg, tmp, batch_size, progress, device)
@@ -250,8 +252,9 @@ def _stream_patches(images, segmenter, cfg, tmp: Path, batch_size, progress, dev
             (tmp / _scale_dir(p, s)).mkdir()
             for c in keys:
                 files[p, s, c] = stack.enter_context(open(tmp / _scale_dir(p, s) / f"c{c}.u8", "wb"))
-        for first in tqdm(range(0, len(images), batch_size), desc="memory banks: patches", disable=not progress):
-            batch = torch.stack([images[i] for i in range(first, min(first + batch_size, len(images)))]).to(device)
+        for batch in tqdm(images.batches(batch_size), desc="memory banks: patches", disable=not progress,
+                          total=-(-len(images) // batch_size)):
+            batch = batch.to(device)
             labels = segmenter.labels(batch)
             pixels = to_u8(batch).float()
             for p, s in cfg.scales:

@@ -55,6 +55,11 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def batches(self, batch_size: int):
+        """Every image in order, as stacked (B, 3, size, size) tensors."""
+        for start in range(0, len(self), batch_size):
+            yield torch.stack([self[i] for i in range(start, min(start + batch_size, len(self)))])
+
     def load(self, index: int, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Load item ``index``; a file that became unreadable since the scan is replaced by the next one."""
         for step in range(len(self.paths)):

@@ -27,8 +27,7 @@ def entropy(p: torch.Tensor, dim: int = -1, base: float = math.e) -> torch.Tenso
 
 def _batches(folder, size: int, batch_size: int, desc: str):
     images = ImageFolder(folder, size)
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
-        yield torch.stack([images[i] for i in range(start, min(start + batch_size, len(images)))])
+    return tqdm(images.batches(batch_size), desc=desc, leave=False, total=-(-len(images) // batch_size))
 
 
 def _result(values: list[float], model: str, base: float, unit: str) -> dict:

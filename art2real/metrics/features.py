@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..data.dataset import ImageFolder
 from .models import NotAvailable, classifier
@@ -15,10 +14,7 @@ def image_features(folder, model: str = "auto", size: int = 256, batch_size: int
     if isinstance(net, NotAvailable):
         return net
     images = ImageFolder(folder, size)
-    feats = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.stack([images[i] for i in range(start, min(start + batch_size, len(images)))])
-        feats.append(net.run(batch.to(device))[1].double().cpu().numpy())
+    feats = [net.run(batch.to(device))[1].double().cpu().numpy() for batch in images.batches(batch_size)]
     return [images.name(i) for i in range(len(images))], np.concatenate(feats), net.name
 
 

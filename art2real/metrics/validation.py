@@ -8,7 +8,7 @@ import torch
 from ..bank.patches import to_u8
 from ..data.dataset import ImageFolder
 from ..data.registry import dataset_root
-from .fid import fid, kid
+from .fid import frechet_distance, kid, statistics
 from .inception import cached_features, inception_features
 
 
@@ -18,6 +18,8 @@ class Validator:
         self.metric = cfg.train.val_metric
         self.paintings = ImageFolder(root / "trainA", cfg.data.image_size, cfg.train.val_images)
         self.reference = cached_features(root / "trainB", progress=False, size=cfg.data.image_size)
+        # the photos' statistics are the same at every validation: computed once
+        self.reference_stats = statistics(self.reference) if self.metric == "fid" else None
         self.seed = cfg.seed
 
     @torch.no_grad()
@@ -29,5 +31,5 @@ class Validator:
             feats.append(inception_features(to_u8(fake)))
         feats = np.concatenate(feats)
         if self.metric == "fid":
-            return fid(feats, self.reference)
+            return frechet_distance(*statistics(feats), *self.reference_stats)
         return kid(feats, self.reference, subsets=50, seed=self.seed)[0]
