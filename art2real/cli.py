@@ -79,9 +79,11 @@ def cmd_translate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .config import pick_device
     from .metrics.evaluate import evaluate
 
-    print(json.dumps(evaluate(args.images, args.reference, args.metrics, args.size, args.out), indent=1))
+    result = evaluate(args.images, args.reference, args.metrics, args.size, args.out, pick_device(args.device))
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", nargs="+", default=["fid", "kid"])
     e.add_argument("--size", type=int)
     e.add_argument("--out", type=Path, help="write OUT.json and OUT.csv")
+    e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("chain", help="run notebooks 00 -> 07 for a setting (papermill)")

@@ -74,7 +74,7 @@ def data_stage(artist: str) -> dict:
 # ---------------------------------------------------------------------------------------------------- 01
 def banks_stage(cfg: Config, artist: str) -> dict:
     from .model import artefacts_dir, painting_masks, prepare_banks
-    from .segment.masks import palette
+    from .segment.masks import palette, segment_folder
 
     banks, segmenter = prepare_banks(cfg)
     masks = {split: painting_masks(cfg, segmenter, split) for split in ("trainA", "testA")}
@@ -84,8 +84,6 @@ def banks_stage(cfg: Config, artist: str) -> dict:
     table.to_csv(out_dir(artist) / "bank_statistics.csv", index=False)
     figures = out_dir(artist, "figures")
     _overlay_sheet(artefacts_dir(cfg) / "masks" / "testA" / "overlays", figures / "masks_paintings.png")
-    from .segment.masks import segment_folder
-
     photos_dir = artefacts_dir(cfg) / "masks" / "testB"
     segment_folder(segmenter, get_setting(artist).path() / "testB", photos_dir, cfg.data.image_size,
                    device=pick_device(cfg.device))
@@ -94,6 +92,16 @@ def banks_stage(cfg: Config, artist: str) -> dict:
     print(banks.summary())
     return {"banks": str(banks.root), "masks": {k: len(v) for k, v in masks.items()},
             "segmenter": segmenter.name, "statistics": table}
+
+
+def _pyplot():
+    """pyplot on a file backend: stages write figures to PNG, also without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _overlay_sheet(folder: Path, target: Path, n: int = 8) -> None:
@@ -111,10 +119,7 @@ def _overlay_sheet(folder: Path, target: Path, n: int = 8) -> None:
 
 
 def _bank_chart(table: pd.DataFrame, colours, target: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     pivot = table.pivot(index="scale", columns="class", values="patches").fillna(0)
     ax = pivot.plot.bar(stacked=True, figsize=(7, 4), color=[tuple(c / 255) for c in colours[:pivot.shape[1]]])
@@ -140,10 +145,7 @@ def train_stage(cfg: Config, artist: str) -> dict:
 
 
 def _loss_curves(run: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     losses = pd.read_csv(run / "losses.csv")
     cols = [c for c in ("G_gan", "cycle_X", "idt_X", "cx", "D_Y") if c in losses and losses[c].notna().any()]
@@ -205,12 +207,13 @@ def _row_name(key: str) -> str:
 def fid_stage(cfg: Config, artist: str) -> pd.DataFrame:
     """Table 1: FID (and KID, for small sets) of each image set against the setting's real photos, at the
     model resolution."""
-    from .metrics.fid import fid, kid
+    from .metrics.fid import FID_MIN_IMAGES, fid, kid
     from .metrics.inception import cached_features
 
     setting = get_setting(artist)
     size = cfg.data.image_size
-    reference = cached_features(setting.path() / "trainB", size=size)
+    device = pick_device(cfg.device)
+    reference = cached_features(setting.path() / "trainB", device, size=size)
     column = setting.artist
     sets = {"Original paintings": setting.path() / "testA"}
     status = translations(artist)
@@ -218,7 +221,7 @@ def fid_stage(cfg: Config, artist: str) -> pd.DataFrame:
                  for k, v in _available(status).items()})
     rows = []
     for name, folder in sets.items():
-        feats = cached_features(folder, size=size)
+        feats = cached_features(folder, device, size=size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = fid(feats, reference)
@@ -227,8 +230,8 @@ def fid_stage(cfg: Config, artist: str) -> pd.DataFrame:
         rows.append({"method": name, "paper_fid": report.PAPER_FID.get(paper_key, {}).get(column),
                      "fid": value, "kid_x1000": 1000 * k_mean, "kid_std_x1000": 1000 * k_std,
                      "images": len(feats), "reference_photos": len(reference),
-                     "status": "reproduced" + (" (FID on < 2048 images: biased upwards)" if len(feats) < 2048
-                                               else "")})
+                     "status": "reproduced" + (f" (FID on < {FID_MIN_IMAGES} images: biased upwards)"
+                                               if len(feats) < FID_MIN_IMAGES else "")})
     for key, value in status.items():
         if value.startswith("not available"):
             rows.append({"method": _row_name(key), "status": value})
@@ -248,14 +251,15 @@ def entropy_stage(cfg: Config, artist: str, classifier: str = "auto") -> pd.Data
     from .model import fit_segmenter
 
     setting = get_setting(artist)
-    size = cfg.data.image_size
+    size, device = cfg.data.image_size, pick_device(cfg.device)
     segmenter = fit_segmenter(cfg)
     sets = {"Real photos": setting.path() / "testB", "Original paintings": setting.path() / "testA"}
     sets.update({_row_name(k): v for k, v in _available(translations(artist)).items()})
     rows = []
     for name, folder in sets.items():
-        results = (classification_entropy(folder, classifier, size), segmentation_entropy(folder, segmenter, size),
-                   detection_entropy(folder, size))
+        results = (classification_entropy(folder, classifier, size, device=device),
+                   segmentation_entropy(folder, segmenter, size, device=device),
+                   detection_entropy(folder, size, device=device))
         row = {"method": name}
         for col, result, paper in zip(report.ENTROPY_COLUMNS, results, report.PAPER_ENTROPY.get(name, (None,) * 3)):
             row[f"paper_{col}"] = paper
@@ -277,10 +281,7 @@ def entropy_stage(cfg: Config, artist: str, classifier: str = "auto") -> pd.Data
 # ---------------------------------------------------------------------------------------------------- 06
 def tsne_stage(cfg: Config, artist: str, classifier: str = "auto") -> pd.DataFrame:
     """Figure 4: t-SNE of CNN features of paintings, generated images and real photos, one panel per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     from .metrics.features import tsne_table
 
@@ -288,7 +289,7 @@ def tsne_stage(cfg: Config, artist: str, classifier: str = "auto") -> pd.DataFra
     methods = _available(translations(artist))
     sets = [("painting", "-", setting.path() / "testA"), ("photo", "-", setting.path() / "testB")]
     sets += [("generated", _row_name(k), v) for k, v in methods.items()]
-    table = tsne_table(sets, classifier, cfg.seed, cfg.data.image_size)
+    table = tsne_table(sets, classifier, cfg.seed, cfg.data.image_size, pick_device(cfg.device))
     table.to_csv(out_dir(artist) / "figure4_tsne.csv", index=False)
     panels = sorted(set(table["method"]) - {"-"}) or ["-"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)

@@ -1,7 +1,7 @@
 """Inception feature extraction: this kit's extractor against pytorch-fid's, same weights, same images, one run.
 
 pytorch-fid's network is filled offline with the weights this kit loads (art2real.metrics.inception.
-pytorch_fid_state_dict). Run: ``python benchmarks/bench_inception.py [--images 64]``; writes
+pytorch_fid_network). Run: ``python benchmarks/bench_inception.py [--images 64]``; writes
 results/benchmarks/inception.json with both speeds and the largest feature difference.
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, timed  # noqa: E402
 
 from art2real.data.images import load_rgb, scan_images  # noqa: E402
-from art2real.metrics.inception import inception_features, pytorch_fid_state_dict  # noqa: E402
+from art2real.metrics.inception import inception_features, pytorch_fid_network  # noqa: E402
 from art2real.paths import data_dir  # noqa: E402
 
 
@@ -27,12 +26,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    import pytorch_fid.inception as pi
-
     paths = (scan_images(data_dir() / "demo" / "trainB").good + scan_images(data_dir() / "demo" / "trainA").good)
     images = torch.stack([torch.from_numpy(np.array(load_rgb(p))).permute(2, 0, 1) for p in paths[:args.images]])
-    with mock.patch.object(pi, "load_state_dict_from_url", lambda *a, **k: pytorch_fid_state_dict()):
-        reference = pi.InceptionV3([pi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    reference = pytorch_fid_network()
 
     def theirs():
         with torch.no_grad():

@@ -129,19 +129,13 @@ def test_inception_features_and_content_cache(tmp_path):
 
 
 def test_inception_equals_shipped_network_and_pytorch_fid():
-    from unittest import mock
-
-    import pytorch_fid.inception as pi
-
-    from art2real.metrics.inception import preprocess, pytorch_fid_state_dict, scripted_inception
+    from art2real.metrics.inception import preprocess, pytorch_fid_network, scripted_inception
 
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 96, 128), np.uint8))
     ours = inception_features(images)
     with torch.inference_mode():
         shipped = scripted_inception()(preprocess(images)).flatten(1).double().numpy()
-        with mock.patch.object(pi, "load_state_dict_from_url", lambda *a, **k: pytorch_fid_state_dict()):
-            reference = pi.InceptionV3([pi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
-        theirs = reference(images.float() / 255)[0].flatten(1).double().numpy()
+        theirs = pytorch_fid_network()(images.float() / 255)[0].flatten(1).double().numpy()
     assert ours.shape == (2, 2048) and ours.max() > 0.1
     assert np.abs(ours - shipped).max() < 1e-4 and np.abs(ours - theirs).max() < 1e-4
 

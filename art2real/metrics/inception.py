@@ -190,8 +190,19 @@ def cached_features(folder: str | Path, device="cpu", progress: bool = True, siz
     return feats
 
 
+def pytorch_fid_network() -> torch.nn.Module:
+    """pytorch-fid's extractor (pool3, 2048-d) filled offline with the weights this kit uses, for side-by-side
+    checks; it takes RGB in [0, 1] and returns a list with one (N, 2048, 1, 1) tensor."""
+    from unittest import mock
+
+    import pytorch_fid.inception as pi
+
+    with mock.patch.object(pi, "load_state_dict_from_url", lambda *a, **k: pytorch_fid_state_dict()):
+        return pi.InceptionV3([pi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+
+
 def pytorch_fid_state_dict() -> dict:
-    """The same weights in pytorch-fid's FIDInceptionV3 key layout (for side-by-side checks offline).
+    """The same weights in pytorch-fid's FIDInceptionV3 key layout.
 
     Both networks list their 94 convolutions in the same order; TF's batch norm has no scale (gamma = 1).
     """
