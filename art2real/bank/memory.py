@@ -268,6 +268,7 @@ def _stream_patches(images, segmenter, cfg, tmp: Path, batch_size, progress, dev
                     counts[p, s, c] += len(rows)
     return counts, sums
 
+
 def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8, 5), (16, 6)),
                    chunk: int = 1 << 20) -> MemoryBanks:
     """Convert the authors' ``data_for_patch_retrieval`` layout into this one.
