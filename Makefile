@@ -14,7 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Debian packages some tests drive for real: a browser, a one-node Slurm cluster (installed when root).
+SYSTEM_PACKAGES := chromium chromium-driver slurm-wlm munge
+
 test: setup
+	bash scripts/apt_ensure.sh $(SYSTEM_PACKAGES)
 	$(PY) -m pytest -q
 
 test-slow: setup
