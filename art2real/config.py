@@ -11,111 +11,128 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PRESETS = ("smoke", "demo", "cpu", "paper", "auto")
-METHODS = ("art2real", "cyclegan")
+
+
+def opt(default, *, min=None, max=None, choices=None):
+    """A config field with its allowed values; ``validate`` checks them with the field's type."""
+    return field(default=default, metadata={"min": min, "max": max, "choices": choices})
+
+
+# FAISS on a GPU selects at most this many neighbours or probes per query (k and nprobe in its k-select)
+GPU_MAX_K = 2048
 
 
 @dataclass
 class DataConfig:
     dataset: str = "demo"  # a registry name (data/<name>/) or a path to a folder with trainA/trainB/testA/testB
-    image_size: int = 256  # model resolution (paper: 256)
-    # Random crop/flip only make sense when masks follow the image: the paper's painting masks are fixed per file,
-    # so by default images are only resized (crop_margin 0, flip off).
-    crop_margin: int = 0  # resize to image_size + crop_margin, then random-crop image_size
-    flip: bool = False
-    max_images: int | None = None  # cap per domain and split (smoke runs)
-    num_workers: int = 0
+    image_size: int = opt(256, min=8)  # model resolution (paper: 256); a multiple of 4
+    # CycleGAN's augmentation: resize to image_size + crop_margin, random-crop image_size, random flip. Painting
+    # masks get the same crop and flip. The authors' release: load 256, crop 256 (no crop), flip on.
+    crop_margin: int = opt(0, min=0)
+    flip: bool = True
+    max_images: int | None = opt(None, min=1)  # cap per domain and split (smoke runs)
+    num_workers: int = opt(0, min=0)
 
 
 @dataclass
 class ModelConfig:
-    ngf: int = 64  # generator width (CycleGAN ResNet generator)
-    n_blocks: int = 9  # residual blocks
-    ndf: int = 64  # PatchGAN width
-    n_layers_d: int = 3  # 3 layers = 70x70 receptive field
-    init_gain: float = 0.02  # weights ~ N(0, 0.02)
+    ngf: int = opt(64, min=1)  # generator width (CycleGAN ResNet generator)
+    n_blocks: int = opt(9, min=0)  # residual blocks
+    ndf: int = opt(64, min=1)  # PatchGAN width
+    n_layers_d: int = opt(3, min=1)  # 3 layers = 70x70 receptive field
+    init_gain: float = opt(0.02, min=0.0)  # weights ~ N(0, 0.02)
 
 
 @dataclass
 class TrainConfig:
-    epochs_constant: int = 100  # lr constant ...
-    epochs_decay: int = 200  # ... then linear decay to 0
-    batch_size: int = 1
-    lr: float = 2e-4
+    epochs_constant: int = opt(100, min=0)  # lr constant ...
+    epochs_decay: int = opt(200, min=0)  # ... then linear decay to 0
+    batch_size: int = opt(1, min=1)
+    lr: float = opt(2e-4, min=0.0)
     betas: tuple[float, float] = (0.5, 0.999)
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5  # times lambda_cycle
-    pool_size: int = 50
-    checkpoint_every: int = 500  # iterations; a checkpoint is also written at each epoch end
-    sample_images: int = 4  # paintings in the per-epoch sample grid
-    validate_every: int = 1  # epochs; 0 disables validation (and early stopping)
-    val_images: int = 50  # paintings translated for the validation metric
-    val_metric: str = "fid"  # fid | kid
-    patience: int | None = 30  # epochs without improvement before stopping; None = never stop early
-    max_iterations: int | None = None  # hard cap (smoke runs, benchmarks)
+    lambda_cycle: float = opt(10.0, min=0.0)
+    lambda_identity: float = opt(0.5, min=0.0)  # times lambda_cycle
+    pool_size: int = opt(50, min=0)
+    checkpoint_every: int = opt(500, min=1)  # iterations; a checkpoint is also written at each epoch end
+    sample_images: int = opt(4, min=0)  # paintings in the per-epoch sample grid
+    validate_every: int = opt(1, min=0)  # epochs; 0 disables validation (and early stopping)
+    # paintings translated for the validation metric; None = every training painting. FID on a few dozen
+    # images in 2048 dimensions is dominated by its bias, so small presets validate on KID (unbiased)
+    val_images: int | None = opt(None, min=2)
+    val_metric: str = opt("fid", choices=("fid", "kid"))
+    patience: int | None = opt(30, min=1)  # epochs without improvement before stopping; None = never stop early
+    max_iterations: int | None = opt(None, min=1)  # hard cap (smoke runs, benchmarks)
+    # bitwise-reproducible kernels on CUDA (slower; CPU runs are deterministic anyway); see README, resume
+    deterministic: bool = False
 
 
 @dataclass
 class BankConfig:
     # (patch size, stride) per scale; the paper's 4/4, 8/5, 16/6
     scales: tuple[tuple[int, int], ...] = ((4, 4), (8, 5), (16, 6))
-    class_threshold: float = 0.2  # a photo patch enters bank c when >= 20% of its pixels are class c
+    class_threshold: float = opt(0.2, min=0.0, max=1.0)  # a photo patch enters bank c when >= 20% of it is c
     # the search metric: l2 = squared L2 on raw patches (the authors); cosine = eq. 1's distance (centred on the
     # class mean, L2-normalised), so neighbours are the nearest in the loss's own terms
-    metric: str = "l2"
-    index: str = "auto"  # auto | flat | ivf | pcasq
-    ivf_min: int = 20_000  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking (exact search costs N D)
+    metric: str = opt("l2", choices=("l2", "cosine"))
+    index: str = opt("auto", choices=("auto", "flat", "ivf", "pcasq"))
+    ivf_min: int = opt(20_000, min=1)  # at or above: IVF (nlist = 4 sqrt(N)) with exact re-ranking
     # at or above: PCA to pca_dim first when patches have more dimensions (the paper's recipe): on paper-scale
     # banks the same recall as without PCA and 2-3x faster queries for 16x16 patches (benchmarks/bench_banks.py)
-    pcasq_min: int = 20_000
-    nprobe: int = 32  # recall@1 >= 0.97 at every scale on paper-scale banks (16 gave 0.945 at 16/6)
-    rerank: int = 64  # candidates re-ranked exactly (k')
-    pca_dim: int = 64
-    train_size: int = 200_000  # vectors used to train IVF / PCA / SQ
-    max_photos: int | None = None
+    pcasq_min: int = opt(20_000, min=1)
+    nprobe: int = opt(32, min=1, max=GPU_MAX_K)  # recall@1 >= 0.97 at every scale on paper-scale banks
+    rerank: int = opt(64, min=1, max=GPU_MAX_K)  # candidates re-ranked exactly (k')
+    pca_dim: int = opt(64, min=1)
+    train_size: int = opt(200_000, min=1)  # vectors used to train IVF / PCA / SQ
+    max_photos: int | None = opt(None, min=1)
 
 
 @dataclass
 class ContextualConfig:
     """The semantic contextual loss, eq. 1-6 (art2real.nn.contextual)."""
 
-    lambda_cx: float = 0.1  # weight on G(x); 0 = CycleGAN
-    k: int = 5  # neighbours retrieved per generated patch
-    h: float = 1.0  # bandwidth, eq. 3
-    eps: float = 1e-5  # eq. 2
-    assign_threshold: float = 0.5  # a generated patch is class c when >= 50% of its pixels are in mask c
-    pooling: str = "pooled"  # pooled (paper) | per_patch (each patch against its own k neighbours)
-    mask_schedule: str = "paper"  # paper: recompute from G(x) from mask_start every mask_every epochs | fixed
-    mask_start: int = 40
-    mask_every: int = 20
+    lambda_cx: float = opt(0.1, min=0.0)  # weight on G(x)
+    k: int = opt(5, min=1, max=GPU_MAX_K)  # neighbours retrieved per generated patch
+    h: float = opt(1.0, min=1e-6)  # bandwidth, eq. 3
+    eps: float = opt(1e-5, min=0.0)  # eq. 2
+    assign_threshold: float = opt(0.5, min=0.0, max=1.0)  # a generated patch is class c when >= 50% is in mask c
+    pooling: str = opt("pooled", choices=("pooled", "per_patch"))  # pooled (paper) | per_patch (own k only)
+    # paper: recompute the masks from G(x) from mask_start every mask_every epochs | fixed (authors' release)
+    mask_schedule: str = opt("paper", choices=("paper", "fixed"))
+    mask_start: int = opt(40, min=0)
+    mask_every: int = opt(20, min=1)
 
 
 @dataclass
 class SegmentConfig:
-    backend: str = "kmeans"  # kmeans (offline) | detectron2 | torchvision
-    n_classes: int = 8  # K for k-means
-    feature_size: int = 256  # images are resized to this before feature extraction
-    smoothing: float = 2.0  # Gaussian sigma (feature cells) on class scores before the argmax; 0 = none
-    color_weight: float = 0.5  # weight of the Lab colour term appended to CNN features
-    temperature: float = 0.1  # softmax over negative squared distances to centroids
-    fit_images: int = 64  # photos used to fit k-means
-    model: str = ""  # detectron2 config or torchvision model name
+    # auto = the best available: a transformers ADE20K model, else detectron2, else k-means (see art2real.segment)
+    backend: str = opt("kmeans", choices=("auto", "kmeans", "hf", "detectron2", "torchvision"))
+    n_classes: int = opt(8, min=2)  # K for k-means
+    feature_size: int = opt(256, min=32)  # images are resized to this before feature extraction
+    smoothing: float = opt(2.0, min=0.0)  # Gaussian sigma (feature cells) on class scores before the argmax
+    color_weight: float = opt(0.5, min=0.0)  # weight of the Lab colour term appended to CNN features
+    temperature: float = opt(0.1, min=1e-6)  # softmax over negative squared distances to centroids
+    fit_images: int = opt(64, min=1)  # photos used to fit k-means
+    model: str = ""  # hf / detectron2 / torchvision model name or local folder ("" = the backend's default)
 
 
 @dataclass
 class Config:
     preset: str = "paper"
-    method: str = "art2real"  # art2real | cyclegan (= art2real with lambda_cx 0)
-    run_name: str = ""  # default: <dataset>_<method>_<preset>
-    seed: int = 0
+    method: str = "art2real"  # a registered method: art2real.methods.names()
+    seed: int = opt(0, min=0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -124,17 +141,10 @@ class Config:
     cx: ContextualConfig = field(default_factory=ContextualConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
-    @property
-    def name(self) -> str:
-        return self.run_name or f"{Path(self.data.dataset).name}_{self.method}_{self.preset}"
-
-    @property
-    def lambda_cx(self) -> float:
-        return 0.0 if self.method == "cyclegan" else self.cx.lambda_cx
-
 
 def _preset_values(name: str) -> dict[str, Any]:
-    """The values a preset changes from the paper defaults, as dotted keys."""
+    """The values a preset changes from the paper defaults, as dotted keys (method-specific values come from
+    the method's ``preset_values``)."""
     if name == "paper":
         return {}
     if name == "demo":
@@ -146,23 +156,24 @@ def _preset_values(name: str) -> dict[str, Any]:
     if name == "cpu":
         return {"data.image_size": 128, "model.ngf": 32, "model.n_blocks": 6,
                 "train.epochs_constant": 100, "train.epochs_decay": 100, "train.validate_every": 10,
-                "train.val_images": 8, "train.val_metric": "kid", "train.patience": None,
+                "train.val_images": 16, "train.val_metric": "kid", "train.patience": None,
                 "cx.pooling": "per_patch", "cx.mask_start": 100, "cx.mask_every": 50}
     if name == "smoke":
         return {"data.image_size": 32, "data.max_images": 4, "model.ngf": 4, "model.n_blocks": 1,
                 "model.ndf": 4, "model.n_layers_d": 2, "train.epochs_constant": 1, "train.epochs_decay": 1,
                 "train.checkpoint_every": 3, "train.sample_images": 2, "train.validate_every": 0,
+                "train.val_images": 4, "train.val_metric": "kid",
                 "train.pool_size": 4, "bank.scales": ((4, 4), (8, 5)), "segment.n_classes": 3,
                 "segment.feature_size": 64, "segment.fit_images": 4, "cx.mask_start": 1, "cx.mask_every": 1}
-    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
 def resolve_auto(device: str = "auto") -> str:
     import torch
 
-    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    cuda = torch.cuda.is_available() if device == "auto" else str(device).startswith("cuda")
     picked = "paper" if cuda else "demo"
-    log.warning("preset 'auto' picked %r (%s)", picked, "CUDA available" if cuda else "no CUDA: CPU")
+    log.info("preset 'auto' picked %r (%s)", picked, "CUDA available" if cuda else "no CUDA: CPU")
     return picked
 
 
@@ -171,17 +182,30 @@ def get_config(preset: str = "paper", overrides: dict[str, Any] | list[str] | No
 
     ``overrides`` is a dict of dotted keys (``{"train.lr": 1e-4}``) or a list of ``key=value`` strings whose values
     are parsed as YAML (``["model.ngf=32", "train.patience=null"]``); keyword arguments set top-level fields.
+    Order: the preset, the method's own preset values, the overrides, the keyword arguments.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if preset == "auto":
         preset = resolve_auto(kwargs.get("device", "auto"))
+    overrides = _parse_overrides(overrides)
     cfg = Config(preset=preset)
     apply_overrides(cfg, _preset_values(preset))
-    apply_overrides(cfg, _parse_overrides(overrides))
+    method = kwargs.get("method", overrides.get("method", cfg.method))
+    apply_overrides(cfg, _method(method).preset_values(preset))
+    apply_overrides(cfg, overrides)
     apply_overrides(cfg, kwargs)
     validate(cfg)
     return cfg
+
+
+def _method(name: str):
+    from . import methods
+
+    try:
+        return methods.get(name)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
 
 
 def _parse_overrides(overrides) -> dict[str, Any]:
@@ -192,9 +216,12 @@ def _parse_overrides(overrides) -> dict[str, Any]:
     parsed = {}
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
-        parsed[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({e})") from None
     return parsed
 
 
@@ -204,40 +231,107 @@ def apply_overrides(cfg: Config, values: dict[str, Any]) -> Config:
         target = cfg
         for part in parents:
             if not dataclasses.is_dataclass(getattr(target, part, None)):
-                raise KeyError(f"unknown config section {part!r} in {key!r}")
+                raise ConfigError(f"unknown config section {part!r} in {key!r}; known: {_sections()}")
             target = getattr(target, part)
         fields = {f.name: f for f in dataclasses.fields(target)}
-        if leaf not in fields:
-            raise KeyError(f"unknown config key {key!r}; known: {', '.join(sorted(fields))}")
-        setattr(target, leaf, _coerce(value, getattr(target, leaf)))
+        if leaf not in fields or dataclasses.is_dataclass(getattr(target, leaf)):
+            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(fields))}")
+        setattr(target, leaf, _coerce(value, get_type_hints(type(target))[leaf]))
     return cfg
 
 
-def _coerce(value, current):
-    """YAML gives lists where the config keeps tuples (scales, betas); keep them hashable and comparable."""
+def _sections() -> str:
+    return ", ".join(f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory))
+
+
+def _coerce(value, hint):
+    """YAML gives lists where the config keeps tuples (scales, betas), and strings for numbers like 1e-4 (YAML
+    1.1 wants a dot); convert those, and leave anything else to ``validate``."""
     if isinstance(value, list):
         return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    wants = set(get_args(hint)) if get_origin(hint) in (Union, types.UnionType) else {hint}
+    if float in wants and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 
+def _type_ok(value, hint) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    return True
+
+
+def _type_name(hint) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(hint))
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint)) if get_origin(hint) is None else str(hint).replace("typing.", "")
+
+
+def _check_fields(obj, prefix: str = "") -> None:
+    """Every field of every section: its type, then its range or choices (from ``opt``)."""
+    hints = get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_fields(value, f"{key}.")
+            continue
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(f"{key} must be {_type_name(hints[f.name])}, got {value!r}")
+        if value is None or isinstance(value, (bool, tuple)):
+            continue
+        low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
+                                              f"<= {high}" if high is not None else "") if b)
+            raise ConfigError(f"{key} must be {bounds}; got {value!r}")
+
+
 def validate(cfg: Config) -> None:
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    """Types and ranges of every field, then the rules that tie fields together; raises ConfigError."""
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
+    _check_fields(cfg)
+    _method(cfg.method)
+    try:
+        pick_device(cfg.device, require=False)
+    except RuntimeError as e:
+        raise ConfigError(f"device: {e}") from None
     if cfg.data.image_size % 4:
-        raise ValueError(f"data.image_size must be a multiple of 4 (two stride-2 convs), got {cfg.data.image_size}")
-    if cfg.cx.pooling not in ("pooled", "per_patch"):
-        raise ValueError(f"cx.pooling must be 'pooled' or 'per_patch', got {cfg.cx.pooling!r}")
-    if cfg.cx.mask_schedule not in ("paper", "fixed"):
-        raise ValueError(f"cx.mask_schedule must be 'paper' or 'fixed', got {cfg.cx.mask_schedule!r}")
-    if cfg.train.val_metric not in ("fid", "kid"):
-        raise ValueError(f"train.val_metric must be 'fid' or 'kid', got {cfg.train.val_metric!r}")
-    if cfg.bank.metric not in ("l2", "cosine"):
-        raise ValueError(f"bank.metric must be 'l2' or 'cosine', got {cfg.bank.metric!r}")
+        raise ConfigError(f"data.image_size must be a multiple of 4 (two stride-2 convs), got {cfg.data.image_size}")
+    if not cfg.bank.scales:
+        raise ConfigError("bank.scales must list at least one (patch size, stride) pair")
     for size, stride in cfg.bank.scales:
         if size > cfg.data.image_size or size < 1 or stride < 1:
-            raise ValueError(f"bank scale {size}/{stride} does not fit images of {cfg.data.image_size} px")
+            raise ConfigError(f"bank scale {size}/{stride} does not fit images of {cfg.data.image_size} px")
+    if len(cfg.train.betas) != 2 or not all(0 <= b < 1 for b in cfg.train.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1); got {cfg.train.betas!r}")
+    if cfg.bank.rerank < cfg.cx.k:
+        raise ConfigError(f"bank.rerank ({cfg.bank.rerank}) must be >= cx.k ({cfg.cx.k}): the k neighbours are "
+                          "chosen among the re-ranked candidates")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -275,15 +369,24 @@ def load_config(path: str | Path) -> Config:
     return from_dict(yaml.safe_load(Path(path).read_text()))
 
 
-def pick_device(name: str = "auto"):
-    """CUDA when present, else CPU; chosen once, from the config."""
+def pick_device(name: str = "auto", require: bool = True):
+    """CUDA when present, else CPU; chosen once, from the config. ``require=False`` checks only the spelling
+    (a config written on a GPU machine can be read on a CPU one)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available; use device=cpu or auto")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RuntimeError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if require and device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise RuntimeError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
+                               "use device=cpu or auto")
     return device
 
 
