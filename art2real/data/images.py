@@ -6,7 +6,11 @@ on white. Unreadable, truncated and non-image files raise :class:`UnreadableImag
 them in an :class:`ImageReport`, so a bad file never stops an epoch.
 
 Images smaller than the model size are upsampled (bicubic) by the dataset transform, like any other image; the
-report counts them so a user knows how many were enlarged.
+report counts them, and names those smaller than half the model size (enlarged more than 2x: blurry inputs).
+
+Images whose header claims more pixels than Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
+89.5 MP by default) are refused as unreadable before anything is decoded: a 100000 x 100000 PNG of a few bytes
+would otherwise take tens of GB. Downscale such an image, or raise that limit, to use it.
 """
 from __future__ import annotations
 
@@ -27,16 +31,28 @@ class UnreadableImage(Exception):
     """The file is not an image, or it is truncated or corrupt."""
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image as 8-bit RGB (see the module docstring for the conversions)."""
+def open_rgb(path: str | Path) -> tuple[Image.Image, str]:
+    """(the image as 8-bit RGB, its mode in the file); see the module docstring for the conversions."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()  # decode now: truncated files fail here, not later in a worker
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():
+            # above the limit Pillow only warns (up to 2x, then it raises): both are refusals here
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                mode = im.mode
+                im.load()  # decode now: truncated files fail here, not later in a worker
+                im = ImageOps.exif_transpose(im)
+                return _to_rgb(im), mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UnreadableImage(f"{path}: too many pixels for an image ({e}); downscale it or raise "
+                              "PIL.Image.MAX_IMAGE_PIXELS") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as e:
         raise UnreadableImage(f"{path}: {e}") from e
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any image as 8-bit RGB (see the module docstring for the conversions)."""
+    return open_rgb(path)[0]
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -69,6 +85,12 @@ def list_images(folder: str | Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def file_stamp(path: Path) -> list[int]:
+    """What stands for a file's content in cache keys without reading it: its size and modification time."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 @dataclass
 class ImageReport:
     folder: Path
@@ -76,7 +98,13 @@ class ImageReport:
     bad: list[tuple[Path, str]] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # files without an image extension
     smaller_than: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    min_size: int | None = None
     modes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tiny(self) -> dict[Path, tuple[int, int]]:
+        """Images under half the model size: upsampled more than 2x, so they come out blurry."""
+        return {p: s for p, s in self.smaller_than.items() if self.min_size and 2 * min(s) < self.min_size}
 
     @property
     def ok(self) -> bool:
@@ -88,14 +116,17 @@ class ImageReport:
         if self.modes:
             lines.append("  modes: " + ", ".join(f"{m} {n}" for m, n in sorted(self.modes.items())))
         if self.smaller_than:
-            lines.append(f"  {len(self.smaller_than)} images smaller than the model size (upsampled when loaded)")
+            lines.append(f"  {len(self.smaller_than)} images smaller than the model size of {self.min_size} px "
+                         "(upsampled when loaded)")
+        lines += [f"  SMALL {p.name}: {w}x{h}, under half the model size (upsampled more than 2x: blurry)"
+                  for p, (w, h) in self.tiny.items()]
         lines += [f"  UNREADABLE {p.name}: {why}" for p, why in self.bad]
         return "\n".join(lines)
 
 
 def scan_images(folder: str | Path, min_size: int | None = None) -> ImageReport:
     """Try to decode every image of ``folder``; never raises for a bad file."""
-    report = ImageReport(Path(folder))
+    report = ImageReport(Path(folder), min_size=min_size)
     for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
         if not path.is_file() or path.name.startswith("."):
             continue
@@ -103,10 +134,8 @@ def scan_images(folder: str | Path, min_size: int | None = None) -> ImageReport:
             report.ignored.append(path)
             continue
         try:
-            with Image.open(path) as raw:
-                mode = raw.mode
-            im = load_rgb(path)
-        except (UnreadableImage, OSError) as e:
+            im, mode = open_rgb(path)
+        except UnreadableImage as e:
             report.bad.append((path, str(e).split(": ", 1)[-1]))
             continue
         report.good.append(path)
