@@ -81,7 +81,8 @@ def test_download_extracts_normalises_and_records_sha256(toy_setting, tmp_path, 
     assert sorted(p.name for p in root.iterdir()) == ["testA", "testB", "trainA", "trainB"]
     cache = dl.cache_dir() / "downloads"
     book = json.loads((cache / "sha256.json").read_text())
-    assert book[f"{registry.DATASETS['toy2photo'].url}"] == dl.sha256(cache / "toy2photo.zip")
+    url = registry.DATASETS["toy2photo"].url
+    assert book[url] == dl.sha256(cache / dl.cache_name(url))
     n = len(Files.requests)
     dl.download("toy2photo", root=toy_setting, progressbar=False)  # already there: no request
     assert len(Files.requests) == n
@@ -89,22 +90,22 @@ def test_download_extracts_normalises_and_records_sha256(toy_setting, tmp_path, 
 
 
 def test_recorded_hash_is_verified(server):
-    Files.files["/a.zip"] = b"first version"
-    path = fetch(f"{server}/a.zip", retries=0, progressbar=False)
+    Files.files["/a.bin"] = b"first version"
+    path = fetch(f"{server}/a.bin", retries=0, progressbar=False)
     assert path.read_bytes() == b"first version"
-    Files.files["/a.zip"] = b"the server now serves something else"
+    Files.files["/a.bin"] = b"the server now serves something else"
     path.write_bytes(b"corrupted on disk")
     with pytest.raises(DownloadError, match="checksum does not match the recorded sha256"):
-        fetch(f"{server}/a.zip", retries=0, progressbar=False)
+        fetch(f"{server}/a.bin", retries=0, progressbar=False)
 
 
 def test_interrupted_download_resumes_with_range(server):
     body = bytes(range(256)) * 4000
-    Files.files["/big.zip"] = body
-    Files.cut_first.add("/big.zip")
-    path = fetch(f"{server}/big.zip", retries=2, progressbar=False)
+    Files.files["/big.bin"] = body
+    Files.cut_first.add("/big.bin")
+    path = fetch(f"{server}/big.bin", retries=2, progressbar=False)
     assert path.read_bytes() == body
-    ranges = [r for p, r in Files.requests if p == "/big.zip"]
+    ranges = [r for p, r in Files.requests if p == "/big.bin"]
     assert ranges[0] is None
     resumed_at = int(ranges[1].removeprefix("bytes=").rstrip("-"))
     assert 0 < resumed_at <= len(body) // 2  # asked only for what was missing
@@ -112,10 +113,10 @@ def test_interrupted_download_resumes_with_range(server):
 
 def test_truncated_archive_leaves_nothing(toy_setting):
     Files.files["/toy2photo.zip"] = dataset_zip()[:-200]
-    with pytest.raises(DownloadError, match="truncated or corrupt"):
+    with pytest.raises(DownloadError, match="broken file .* deleted, so fetching again downloads it afresh"):
         dl.download("toy2photo", root=toy_setting, progressbar=False)
     assert not toy_setting.exists()
-    assert not list(toy_setting.parent.iterdir())
+    assert not toy_setting.parent.exists() or not list(toy_setting.parent.iterdir())
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "toy2photo/../../evil.txt"])
@@ -157,5 +158,5 @@ def test_server_down_fails_at_once_with_instructions(monkeypatch, tmp_path):
 
 
 def test_unknown_dataset_is_named():
-    with pytest.raises(KeyError, match="unknown dataset or artist 'picasso'"):
+    with pytest.raises(ValueError, match="unknown dataset or artist 'picasso'"):
         registry.get_setting("picasso")

@@ -29,9 +29,9 @@ def test_release_zip_and_plain_pth_load_strictly(server, monkeypatch):  # noqa: 
     cyclegan = ResnetGenerator(ngf=8, n_blocks=2)
     Files.files["/cyclegan/monet2photo.pth"] = _bytes(cyclegan.state_dict())
     monkeypatch.setitem(pretrained.RELEASES, "art2real_monet", pretrained.Release(
-        "art2real_monet", f"{server}/ckpt/monet2photo.zip", "Art2Real (authors)", "monet2photo"))
+        "art2real_monet", f"{server}/ckpt/monet2photo.zip", "art2real", "monet2photo"))
     monkeypatch.setitem(pretrained.RELEASES, "cyclegan_monet", pretrained.Release(
-        "cyclegan_monet", f"{server}/cyclegan/monet2photo.pth", "Cycle-GAN (released)", "monet2photo"))
+        "cyclegan_monet", f"{server}/cyclegan/monet2photo.pth", "cyclegan", "monet2photo"))
 
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     G = pretrained.load_release("art2real_monet", progressbar=False)

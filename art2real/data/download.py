@@ -1,10 +1,16 @@
-"""Downloads: pooch with a resumable HTTP downloader, sha256 recorded on first download, safe extraction.
+"""Downloads: pooch with a resumable HTTP downloader, sha256 recorded once a download verified, safe extraction.
 
 - Progress bar (tqdm), retries on transfer errors, resumption from a ``.part`` file with an HTTP Range request.
-- The sha256 of each archive is recorded in ``<cache>/sha256.json`` on first download and verified afterwards.
-- Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices); a
-  truncated or corrupt archive is an error and leaves nothing half-extracted (extraction goes to a temporary
-  folder that is renamed into place only when complete).
+- Cached files are keyed by their URL (a hash of it before the file name): two URLs that end in the same name
+  (the authors' and CycleGAN's ``monet2photo.zip``, a dataset and a checkpoint) never share a file.
+- The sha256 of a file is recorded in ``<cache>/sha256.json`` only after the file verified (an archive opens
+  and its members read back whole; a checkpoint loads); later fetches check it. A file that fails is deleted,
+  so the retry the message suggests downloads it afresh.
+- Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices) and
+  archives that would unpack to more than ``ART2REAL_MAX_EXTRACT_GB`` (default 200) or more than
+  ``ART2REAL_MAX_EXTRACT_RATIO`` (default 100) times their own size (a zip bomb); a truncated or corrupt archive
+  is an error and leaves nothing half-extracted (extraction goes to a temporary folder that is renamed into
+  place only when complete).
 - Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with
   a message naming the URL and the folder to fill by hand.
 """
@@ -25,18 +31,19 @@ import pooch
 import requests
 from tqdm.auto import tqdm
 
-from ..io import write_json
+from ..errors import UserError
+from ..io import follow_umask, write_json
 from ..paths import cache_dir
 from .registry import SPLITS, Setting, get_setting, missing_splits
 
 log = logging.getLogger(__name__)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download could not be made or verified; the message says what to fetch by hand and where to put it."""
 
 
-class UnsafeArchive(ValueError):
+class UnsafeArchive(UserError, ValueError):
     """An archive member would land outside the target folder, or is a link or a device."""
 
 
@@ -89,28 +96,73 @@ def _hash_book(cache: Path) -> Path:
     return cache / "sha256.json"
 
 
+def cache_name(url: str) -> str:
+    """The cached file of a URL: a hash of the whole URL, then its file name (for people reading the folder)."""
+    name = PurePosixPath(requests.utils.urlparse(url).path).name.replace("%20", "_") or "download"
+    return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+
+
+def verify_file(path: Path) -> None:
+    """Raise ValueError unless the file is whole: an archive opens and its members read back (CRC checked), a
+    torch file loads as plain data. Other kinds are taken as they are."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ValueError(f"not a readable zip archive ({e})") from None
+        if bad:
+            raise ValueError(f"member {bad} of the archive is corrupt")
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        try:
+            with tarfile.open(path) as t:
+                for member in t:
+                    if member.isfile():
+                        t.extractfile(member).read()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ValueError(f"not a readable tar archive ({e})") from None
+    elif name.endswith((".pth", ".pt")):
+        from ..train.checkpoint import load_checkpoint
+
+        try:
+            load_checkpoint(path)
+        except Exception as e:  # noqa: BLE001  any reason is a reason to refuse it
+            raise ValueError(str(e)) from None
+
+
 def fetch(url: str, cache: Path | None = None, retries: int = 3, progressbar: bool = True,
           fill_by_hand: str | None = None) -> Path:
-    """Download ``url`` into the cache (once), verify it against its recorded sha256, return the local path."""
+    """Download ``url`` into the cache (once), verify it (see the module docstring), return the local path."""
     cache = Path(cache or cache_dir() / "downloads")
     cache.mkdir(parents=True, exist_ok=True)
-    fname = PurePosixPath(requests.utils.urlparse(url).path).name.replace("%20", "_")
+    fname = cache_name(url)
     book_path = _hash_book(cache)
     book = json.loads(book_path.read_text()) if book_path.exists() else {}
     known = book.get(url)
     store = pooch.create(path=cache, base_url="", registry={fname: f"sha256:{known}" if known else None},
                          urls={fname: url}, retry_if_failed=retries, allow_updates=True)
     downloader = ResumableDownloader(cache / f"{fname}.part", progressbar=progressbar)
-    hint = f" Download it by hand and {fill_by_hand}." if fill_by_hand else f" Download it by hand into {cache}/."
+    hint = (f" Download it by hand and {fill_by_hand}." if fill_by_hand
+            else f" Download it by hand and save it as {cache / fname}.")
     if os.environ.get("ART2REAL_OFFLINE") and not (cache / fname).exists():
         raise DownloadError(f"could not download {url}: offline mode (ART2REAL_OFFLINE is set).{hint}")
     try:
         path = Path(store.fetch(fname, downloader=downloader))
     except ValueError as e:
-        raise DownloadError(f"{url}: checksum does not match the recorded sha256 {known} ({e}).{hint}") from e
+        raise DownloadError(f"{url}: checksum does not match the recorded sha256 {known} ({e}). If the server "
+                            f"changed the file on purpose, remove its line from {book_path} and fetch again."
+                            f"{hint}") from e
     except (OSError, requests.RequestException) as e:
         raise DownloadError(f"could not download {url}: {e}.{hint}") from e
     if not known:
+        try:
+            verify_file(path)
+        except ValueError as e:
+            path.unlink(missing_ok=True)
+            raise DownloadError(f"{url} gave a broken file ({e}); it was deleted, so fetching again downloads it "
+                                f"afresh.{hint}") from None
+        book = json.loads(book_path.read_text()) if book_path.exists() else {}
         book[url] = sha256(path)
         write_json(book_path, book)
         log.info("recorded sha256 %s for %s", book[url], url)
@@ -129,17 +181,38 @@ def _safe_members(names_and_kinds, target: Path) -> None:
             raise UnsafeArchive(f"archive member {name!r} would be written outside {target}")
 
 
+def extraction_limits() -> tuple[int, float]:
+    """(max total bytes, max ratio of unpacked to packed size) for archives, from the environment."""
+    gb = float(os.environ.get("ART2REAL_MAX_EXTRACT_GB", 200))
+    return int(gb * 1e9), float(os.environ.get("ART2REAL_MAX_EXTRACT_RATIO", 100))
+
+
+def _check_size(archive: Path, total: int, target: Path) -> None:
+    max_bytes, max_ratio = extraction_limits()
+    packed = max(archive.stat().st_size, 1)
+    if total > max_bytes or total > max_ratio * packed:
+        raise UnsafeArchive(f"{archive} would unpack to {total / 1e9:.2f} GB, {total / packed:.0f} times its size "
+                            f"(limits: {max_bytes / 1e9:g} GB, ratio {max_ratio:g}); refused as a possible zip bomb. "
+                            "Raise ART2REAL_MAX_EXTRACT_GB / ART2REAL_MAX_EXTRACT_RATIO if you trust it.")
+    free = shutil.disk_usage(target).free
+    if total > free:
+        raise DownloadError(f"{archive} unpacks to {total / 1e9:.2f} GB but {target} has {free / 1e9:.2f} GB free")
+
+
 def extract(archive: str | Path, target: str | Path) -> Path:
     """Extract a zip or tar archive into ``target`` safely and atomically (see the module docstring)."""
     archive, target = Path(archive), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    follow_umask(tmp, directory=True)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
+                infos = z.infolist()
                 kinds = [(i.filename, "link" if stat.S_ISLNK(i.external_attr >> 16) else
-                          "dir" if i.is_dir() else "file") for i in z.infolist()]
+                          "dir" if i.is_dir() else "file") for i in infos]
                 _safe_members(kinds, tmp)
+                _check_size(archive, sum(i.file_size for i in infos), tmp)
                 bad = z.testzip()
                 if bad:
                     raise zipfile.BadZipFile(f"member {bad} is corrupt")
@@ -149,6 +222,7 @@ def extract(archive: str | Path, target: str | Path) -> Path:
                 members = t.getmembers()
                 _safe_members([(m.name, "file" if m.isfile() else "dir" if m.isdir() else
                                 "link" if m.issym() or m.islnk() else "device") for m in members], tmp)
+                _check_size(archive, sum(m.size for m in members if m.isfile()), tmp)
                 t.extractall(tmp, filter="data")
         if target.exists():
             shutil.rmtree(target)
@@ -184,6 +258,7 @@ def download(name: str, retries: int = 3, progressbar: bool = True, root: Path |
     try:
         found = _find_split_root(staging)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        follow_umask(tmp, directory=True)
         for split in SPLITS:
             os.replace(found / split, tmp / split)
         if target.exists():

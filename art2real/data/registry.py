@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..paths import data_dir
 
 AUTHORS = "https://ailb-web.ing.unimore.it/publicfiles/drive/CVPR%202019%20-%20Art2Real"
@@ -49,17 +50,21 @@ def get_setting(name: str) -> Setting:
     """A setting by dataset name or artist name."""
     key = ARTISTS.get(name.lower(), name)
     if key not in DATASETS:
-        raise KeyError(f"unknown dataset or artist {name!r}; known artists: {', '.join(ARTISTS)}; "
+        raise ConfigError(f"unknown dataset or artist {name!r}; known artists: {', '.join(ARTISTS)}; "
                        f"datasets: {', '.join(DATASETS)}")
     return DATASETS[key]
 
 
 def dataset_root(name_or_path: str | Path) -> Path:
-    """The folder of a setting: a registry name (data/<name>) or an explicit path."""
-    path = Path(name_or_path)
-    if path.is_dir() or len(path.parts) > 1:
-        return path
-    return get_setting(str(name_or_path)).path()
+    """The folder of a setting: a registry or artist name (data/<name>), else a path. A registry name wins over a
+    folder of the same name in the working directory; write ``./name`` or an absolute path for the folder."""
+    name = str(name_or_path)
+    if name.lower() in ARTISTS or name in DATASETS:
+        return get_setting(name).path()
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir() and len(path.parts) == 1:
+        get_setting(name)  # neither a setting nor a folder: the error lists the known settings
+    return path
 
 
 def missing_splits(root: Path) -> list[str]:
