@@ -1,12 +1,16 @@
-"""Inference: translate paintings at any resolution with a trained or released generator.
+"""Inference: translate paintings at any resolution with any method's trained or released translator.
 
-The generator is fully convolutional with two stride-2 stages, so inputs are reflect-padded to a multiple of 4
-and cropped back. Images larger than ``tile`` pixels on a side are translated in overlapping tiles blended with
+Translators are fully convolutional with two stride-2 stages, so inputs are reflect-padded to a multiple of 4 and
+cropped back. Images larger than ``tile`` pixels on a side are translated in overlapping tiles blended with
 linear ramps, so memory stays bounded whatever the image size.
+
+Outputs are PNGs named after their input's stem; inputs that share a stem (``a.jpg``, ``a.png``) are named after
+their whole file name instead (``a.jpg.png``, ``a.png.png``), so every input gets its own output.
 """
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,34 +18,48 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data.images import load_rgb, scan_images, to_image, to_tensor
-from .nn.networks import ResnetGenerator, clean_state_dict, load_generator_state
+from . import methods
+from .config import from_dict
+from .data.images import UnreadableImage, load_rgb, scan_images, to_image, to_tensor
+from .errors import CheckpointError, ConfigError, DataError
 from .train.checkpoint import load_checkpoint
 
-
-def infer_architecture(state: dict) -> tuple[int, int]:
-    """(ngf, n_blocks) of a CycleGAN-layout generator state_dict."""
-    state = clean_state_dict(state)
-    if "model.1.weight" not in state:
-        raise ValueError("not a CycleGAN ResNet generator state_dict (no 'model.1.weight')")
-    ngf = state["model.1.weight"].shape[0]
-    blocks = {k.split(".")[1] for k in state if ".conv_block." in k}
-    return int(ngf), len(blocks)
+MIN_TILE = 64  # smaller tiles leave no room for the blending overlap
 
 
-def load_generator(source, device="cpu") -> ResnetGenerator:
-    """A generator from a training checkpoint (``last.pt``, ``best_G.pt``), a plain state_dict file, or a dict."""
-    state = load_checkpoint(source, "cpu") if isinstance(source, (str, Path)) else source
-    if "G" in state and isinstance(state["G"], dict):
-        state = state["G"]
-    ngf, n_blocks = infer_architecture(state)
-    net = load_generator_state(ResnetGenerator(ngf=ngf, n_blocks=n_blocks), state, str(source)[:200])
+def load_translator(source, device="cpu", method: str | None = None) -> torch.nn.Module:
+    """A painting -> photo translator, in eval mode, from
+    - a checkpoint of this kit (``last.pt``, ``previous.pt``, ``best.pt``): its method and architecture come
+      from the config inside;
+    - a generator file in a method's authors' layout (``--method``, default the CycleGAN layout that CycleGAN's
+      and the Art2Real authors' releases use), or a state_dict given as a dict."""
+    name = str(source)[:200]
+    state = load_checkpoint(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name} holds a {type(state).__name__}, not a checkpoint or a state_dict")
+    if "translator" in state and "config" in state:
+        cfg = from_dict(state["config"])
+        net = methods.get(cfg.method).build_translator(cfg)
+        net.load_state_dict(state["translator"])
+    else:
+        if "G" in state and isinstance(state["G"], dict):  # a checkpoint of the first release: G was the generator
+            state = state["G"]
+        try:
+            net = methods.get(method or "cyclegan").load_official(state, name)
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
     return net.to(device).eval()
 
 
 @torch.no_grad()
-def translate_tensor(G: torch.nn.Module, x: torch.Tensor, tile: int = 1024, overlap: int = 64) -> torch.Tensor:
-    """x: (1, 3, H, W) in [-1, 1] -> G(x) of the same size."""
+def translate_tensor(G: torch.nn.Module, x: torch.Tensor, tile: int = 1024, overlap: int | None = None
+                     ) -> torch.Tensor:
+    """x: (1, 3, H, W) in [-1, 1] -> G(x) of the same size; tiles overlap by ``overlap`` pixels (default: a
+    quarter of the tile, at most 64)."""
+    overlap = min(64, tile // 4) if overlap is None else overlap
+    if tile < 16 or 2 * overlap >= tile:
+        raise ValueError(f"tile {tile} with overlap {overlap}: tiles must be >= 16 px and wider than twice the "
+                         "overlap")
     _, _, h, w = x.shape
     if max(h, w) <= tile:
         ph, pw = (-h) % 4, (-w) % 4
@@ -72,32 +90,76 @@ def _ramp(h: int, w: int, overlap: int, device) -> torch.Tensor:
     return (axis(h)[:, None] * axis(w)[None, :])[None, None]
 
 
-def translate_image(G: torch.nn.Module, image: Image.Image, size: int | None = None, tile: int = 1024) -> Image.Image:
-    """Translate one image at its own resolution (or resized to ``size`` x ``size``)."""
+def translate_image(G: torch.nn.Module, image: Image.Image, size: int | None = None, tile: int = 1024,
+                    key: str | None = None) -> Image.Image:
+    """Translate one image at its own resolution (or resized to ``size`` x ``size``). ``key`` (the file name)
+    reseeds a stochastic translator, so an image always gets the same sample."""
     if size:
         image = image.resize((size, size), Image.Resampling.BICUBIC)
+    if key is not None and hasattr(G, "reseed"):
+        G.reseed(key)
     device = next(G.parameters()).device
     return to_image(translate_tensor(G, to_tensor(image).unsqueeze(0).to(device), tile)[0])
 
 
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """{input: output file name}: ``<stem>.png``, or ``<file name>.png`` for inputs sharing a stem, then a
+    ``-2``, ``-3``... suffix for anything still shared."""
+    stems = [p.stem for p in paths]
+    names = {p: f"{p.stem if stems.count(p.stem) == 1 else p.name}.png" for p in paths}
+    seen: dict[str, int] = {}
+    for p in paths:
+        name = names[p]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            names[p] = f"{name[:-4]}-{seen[name]}.png"
+    return names
+
+
+def translation_inputs(source: Path) -> list[Path]:
+    """The readable images to translate (a file or a folder); refuses before any work when there is none."""
+    if not source.exists():
+        raise DataError(f"nothing to translate: {source} does not exist")
+    if source.is_file():
+        try:
+            load_rgb(source)
+        except UnreadableImage as e:
+            raise DataError(f"cannot translate {e}") from None
+        return [source]
+    report = scan_images(source)
+    if not report.good:
+        raise DataError(f"no readable images in {source} ({report.summary()})")
+    return report.good
+
+
 def translate_folder(G: torch.nn.Module, source: str | Path, target: str | Path, size: int | None = None,
                      tile: int = 1024, progress: bool = True, keep_inputs: bool = True) -> list[Path]:
-    """Translate a file or every readable image of a folder; outputs go to ``target/<stem>.png`` and a copy of
-    each input to ``target/inputs/`` for comparison. Unreadable files are skipped and listed in a warning."""
+    """Translate a file or every readable image of a folder into ``target`` (see the module docstring for the
+    names), with a copy of each input in ``target/inputs/`` for comparison. Unreadable files are skipped and
+    listed in a warning; everything is checked before the first output is written."""
     source, target = Path(source), Path(target)
-    if not source.exists():
-        raise FileNotFoundError(f"nothing to translate: {source} does not exist")
-    paths = [source] if source.is_file() else scan_images(source).good
+    if tile < MIN_TILE:
+        raise ConfigError(f"tile {tile} is too small: tiles must be at least {MIN_TILE} px")
+    folder = source if source.is_dir() else source.parent
+    if target.resolve() == folder.resolve() or (source.is_dir() and target.resolve().is_relative_to(source.resolve())):
+        raise ConfigError(f"the output folder {target} is inside the input {source}: outputs would overwrite or "
+                          "join the inputs; choose another output folder")
+    paths = translation_inputs(source)
+    names = output_names(paths)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(paths, desc="translate", disable=not progress):
-        image = load_rgb(path)
-        out = target / f"{path.stem}.png"
-        translate_image(G, image, size, tile).save(out)
+        try:
+            image = load_rgb(path)
+        except UnreadableImage as e:  # became unreadable since the scan
+            warnings.warn(f"skipping {e}", stacklevel=2)
+            continue
+        out = target / names[path]
+        translate_image(G, image, size, tile, key=path.name).save(out)
         if keep_inputs:
             (target / "inputs").mkdir(exist_ok=True)
             if size:
-                image.resize((size, size), Image.Resampling.BICUBIC).save(target / "inputs" / f"{path.stem}.png")
+                image.resize((size, size), Image.Resampling.BICUBIC).save(target / "inputs" / names[path])
             else:
                 shutil.copyfile(path, target / "inputs" / path.name)
         written.append(out)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from art2real.nn.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, load_generator_state
-from art2real.translate import infer_architecture, load_generator, translate_image, translate_tensor
+from art2real.methods.cyclegan import infer_architecture
+from art2real.translate import load_translator, translate_image, translate_tensor
 
 
 def test_parameter_counts_match_cyclegan():
@@ -31,7 +32,7 @@ def test_wrong_architecture_is_named():
     with pytest.raises(ValueError, match="shape mismatches"):
         load_generator_state(ResnetGenerator(ngf=16, n_blocks=2), state)
     with pytest.raises(ValueError, match="not a CycleGAN ResNet generator"):
-        load_generator({"conv.weight": torch.zeros(1)})
+        load_translator({"conv.weight": torch.zeros(1)})
 
 
 def test_translation_keeps_odd_sizes_and_tiles():

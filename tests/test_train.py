@@ -28,20 +28,21 @@ def test_smoke_run_writes_logs_samples_checkpoint(tiny_dataset, tmp_path):
     assert rows[0].startswith("iteration,epoch,G_gan") and len(rows) == 9
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert {"G", "F", "D_Y", "D_X", "opt_G", "opt_D", "sched_G", "sched_D", "pool_Y", "pool_X", "rng",
-            "config"} <= set(state)
-    assert state["sched_G"]["last_epoch"] == 2 and state["iteration"] == 8
-    assert (run / "config.yaml").exists()
+    assert {"method", "translator", "rng", "config", "epoch", "iteration"} <= set(state)
+    assert set(state["method"]["nets"]) == {"G", "F", "D_Y", "D_X"}
+    assert set(state["method"]["extra"]) == {"pool_Y", "pool_X"}
+    assert state["method"]["schedulers"]["G"]["last_epoch"] == 2 and state["iteration"] == 8
+    assert (run / "config.yaml").exists() and (run / "checkpoints" / "previous.pt").exists()
 
 
 def test_linear_decay_schedule(tiny_dataset, tmp_path):
     cfg = smoke(tiny_dataset, **{"train.epochs_constant": 2, "train.epochs_decay": 3})
-    trainer = Trainer(cfg, tmp_path / "run")
+    method = Trainer(cfg, tmp_path / "run").method
     lrs = []
-    for _ in range(5):
-        lrs.append(trainer.opt_G.param_groups[0]["lr"])
-        trainer.opt_G.step()
-        trainer.sched_G.step()
+    for epoch in range(5):
+        lrs.append(method.lr)
+        method.opt_G.step()
+        method.end_epoch(epoch)
     assert lrs == pytest.approx([2e-4, 2e-4, 1.5e-4, 1e-4, 0.5e-4])
 
 
@@ -58,7 +59,7 @@ TRAIN = textwrap.dedent("""
 
 def _weights(run):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    return state, {k: state[k] for k in ("G", "F", "D_Y", "D_X")}
+    return state, state["method"]["nets"]
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
@@ -96,18 +97,22 @@ def test_missing_or_empty_dataset_stops_before_training(tmp_path):
         Trainer(smoke(tmp_path / "nothing_here"), tmp_path / "run")
     for split in ("trainA", "trainB", "testA", "testB"):
         (tmp_path / "empty" / split).mkdir(parents=True)
-    with pytest.raises(ValueError, match="no readable images"):
+    with pytest.raises(FileNotFoundError, match="no readable images"):
         Trainer(smoke(tmp_path / "empty"), tmp_path / "run")
 
 
 def test_resume_with_another_architecture_is_refused(tiny_dataset, tmp_path):
     Trainer(smoke(tiny_dataset, **{"train.max_iterations": 1}), tmp_path / "run").fit(progress=False)
     other = Trainer(smoke(tiny_dataset, **{"model.ngf": 8}), tmp_path / "run")
-    with pytest.raises(ValueError, match="checkpoint architecture"):
+    with pytest.raises(ValueError, match=r"trained with other settings:\n  model.ngf: 4 -> 8"):
         other.fit(progress=False)
+    with pytest.raises(RuntimeError, match="does not fit these settings"):  # not even when forced
+        other.fit(progress=False, force=True)
 
 
-def test_art2real_without_context_is_refused(tiny_dataset, tmp_path):
+def test_art2real_without_context_is_refused(tiny_dataset):
+    from art2real import methods
+
     cfg = get_config("smoke", {"data.dataset": str(tiny_dataset)})
     with pytest.raises(ValueError, match="memory banks and masks"):
-        Trainer(cfg, tmp_path / "run")
+        methods.get("art2real")(cfg, torch.device("cpu"), None)

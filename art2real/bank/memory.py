@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageFolder
-from ..data.images import list_images
+from ..data.images import file_stamp, list_images
 from ..io import atomic_path, write_json
 from ..segment.base import BACKGROUND
 from .index import build_index, search, to_gpu
@@ -166,7 +166,7 @@ def fingerprint(paths: list[Path], segmenter_name: str, size: int, cfg) -> dict:
     return {"format": FORMAT, "segmenter": segmenter_name, "size": size, "max_photos": cfg.max_photos,
             "scales": [list(s) for s in cfg.scales], "class_threshold": cfg.class_threshold,
             "index": [cfg.metric, cfg.index, cfg.ivf_min, cfg.pcasq_min, cfg.pca_dim, cfg.train_size],
-            "photos": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]}
+            "photos": [[p.name, *file_stamp(p)] for p in paths]}
 
 
 @torch.no_grad()

@@ -119,13 +119,15 @@ def inception(device: str = "cpu") -> nn.Module:
 
 @contextmanager
 def _full_precision():
-    """No TF32 in the convolutions on recent GPUs: FID features must not depend on the card."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+    """No TF32 in the convolutions on recent GPUs: FID features must not depend on the card. Through torch's
+    ``fp32_precision`` settings only: mixing them with the legacy ``allow_tf32`` flags raises in torch >= 2.9."""
+    conv = torch.backends.cudnn.conv
+    saved = conv.fp32_precision
+    conv.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = saved
+        conv.fp32_precision = saved
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -180,7 +182,8 @@ def content_key(folder: str | Path, extra: str = "") -> str:
 def cached_features(folder: str | Path, device="cpu", progress: bool = True, size: int | None = None) -> np.ndarray:
     """Folder features, cached under ``<cache>/inception/<content key>.npy``: re-running a table does not
     recompute the real photos."""
-    path = cache_dir() / "inception" / f"{content_key(folder, f'size={size}')}.npy"
+    # the device is part of the key: CPU and CUDA features differ in their last bits
+    path = cache_dir() / "inception" / f"{content_key(folder, f'size={size}|{torch.device(device).type}')}.npy"
     if path.exists():
         return np.load(path)
     feats = folder_features(folder, device=device, progress=progress, size=size)

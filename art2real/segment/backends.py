@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..backbones import imagenet_input
 from ..bank.patches import to_u8
+from ..errors import DataError
 from .base import BACKGROUND
 
 DETECTRON2_DEFAULT = "COCO-PanopticSegmentation/panoptic_fpn_R_101_3x.yaml"
@@ -91,7 +92,7 @@ class TorchvisionSegmenter:
 
         weights = cached_weights(model)
         if isinstance(weights, NotAvailable):
-            raise FileNotFoundError(str(weights))
+            raise DataError(str(weights))
         self.net = torchvision.models.get_model(model, weights=weights).eval().to(device)
         self.class_names = list(weights.meta["categories"])
         self.name = f"torchvision-{model}"

@@ -56,9 +56,9 @@ class KMeansSegmenter:
         self.centroids = None if centroids is None else torch.as_tensor(centroids, dtype=torch.float32)
 
     @classmethod
-    def from_config(cls, cfg) -> "KMeansSegmenter":
+    def from_config(cls, cfg, seed: int = 0) -> "KMeansSegmenter":
         s = cfg.segment
-        return cls(s.n_classes, s.feature_size, s.smoothing, s.color_weight, s.temperature, seed=cfg.seed)
+        return cls(s.n_classes, s.feature_size, s.smoothing, s.color_weight, s.temperature, seed=seed)
 
     @property
     def class_names(self) -> list[str]:
