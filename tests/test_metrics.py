@@ -10,6 +10,7 @@ from PIL import Image
 from art2real.metrics.entropy import box_class_posteriors, classification_entropy, detection_entropy, entropy
 from art2real.metrics.fid import fid, frechet_distance, kid, statistics
 from art2real.metrics.inception import cached_features, content_key, inception_features
+from art2real.outcomes import NotAvailable
 
 from .conftest import DEMO
 
@@ -92,15 +93,16 @@ def test_offline_classifier_recognises_a_known_photo():
 
 def test_classification_entropy_records_model_and_base():
     result = classification_entropy(DEMO / "testB", model="efficientnet_lite0")
-    assert result["n"] == len(list((DEMO / "testB").iterdir()))
-    assert 0 < result["mean"] < math.log(1000) and result["log_base"] == "e" and "lite0" in result["model"]
+    assert result.n == len(list((DEMO / "testB").iterdir()))
+    assert 0 < result.value < math.log(1000) and result.note.startswith("nats") and "lite0" in result.model
 
 
 def test_missing_weights_are_reported_not_invented(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch cache
     result = classification_entropy(DEMO / "testB", model="resnet152")
-    assert result == {"status": result["status"]} and result["status"].startswith("not available: resnet152")
-    assert detection_entropy(DEMO / "testB")["status"].startswith("not available")
+    assert isinstance(result, NotAvailable) and result.reason.startswith("resnet152 weights")
+    assert "IMAGENET1K_V1" in result.fix  # the 2019 weights, not V2's label-smoothed ones
+    assert isinstance(detection_entropy(DEMO / "testB"), NotAvailable)
 
 
 def test_box_posteriors_sum_to_one():
@@ -151,8 +153,6 @@ def test_imagenet_input_maps_black_and_white():
 
 @pytest.mark.parametrize("metric", ["fid", "kid"])
 def test_validator_scores_translated_paintings_against_the_photos(tiny_dataset, metric):
-    from types import SimpleNamespace
-
     from art2real.bank.patches import to_u8
     from art2real.config import get_config
     from art2real.data.dataset import ImageFolder
@@ -161,12 +161,12 @@ def test_validator_scores_translated_paintings_against_the_photos(tiny_dataset, 
 
     cfg = get_config("smoke", {"data.dataset": str(tiny_dataset), "train.val_images": 3, "train.val_metric": metric})
     torch.manual_seed(0)
-    trainer = SimpleNamespace(device=torch.device("cpu"), G=build_generator(cfg).eval())
+    G = build_generator(cfg).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small sets
-        value = Validator(cfg)(trainer)
+        value = Validator(cfg)(G)
         with torch.no_grad():
-            fakes = to_u8(trainer.G(torch.stack(list(ImageFolder(tiny_dataset / "trainA", 32, 3)))))
+            fakes = to_u8(G(torch.stack(list(ImageFolder(tiny_dataset / "trainA", 32, 3)))))
         photos = cached_features(tiny_dataset / "trainB", progress=False, size=32)
         expected = fid(inception_features(fakes), photos) if metric == "fid" else \
             kid(inception_features(fakes), photos, subsets=50, seed=cfg.seed)[0]

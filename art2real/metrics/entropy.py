@@ -3,7 +3,8 @@
 - classification: entropy of the softmax over ImageNet classes, per image;
 - segmentation: entropy of the segmenter's per-pixel class probabilities, averaged over pixels, per image;
 - detection: entropy of the class posterior of each detected box (Faster R-CNN), averaged over boxes.
-Natural logarithm (nats) by default; the base is recorded with every number.
+Natural logarithm (nats) by default. Each function returns a :class:`~art2real.outcomes.Measured` (mean over
+images, or boxes, with the model that computed it) or a :class:`~art2real.outcomes.NotAvailable`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageFolder
-from .models import NotAvailable, classifier, detector
+from ..outcomes import Measured, NotAvailable, Outcome
+from .models import classifier, detector
+
+DETECTOR = "fasterrcnn_resnet50_fpn (COCO; the paper: Faster R-CNN on Visual Genome)"
 
 
 def entropy(p: torch.Tensor, dim: int = -1, base: float = math.e) -> torch.Tensor:
@@ -30,16 +34,16 @@ def _batches(folder, size: int, batch_size: int, desc: str):
     return tqdm(images.batches(batch_size), desc=desc, leave=False, total=-(-len(images) // batch_size))
 
 
-def _result(values: list[float], model: str, base: float, unit: str) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values), "model": model,
-            "log_base": "e" if base == math.e else base, "unit": unit}
+def _result(values: list[float], model: str, base: float, unit: str) -> Measured:
+    units = "nats" if base == math.e else f"log base {base:g}"
+    return Measured(float(np.mean(values)), model, len(values), float(np.std(values)), f"{units}, {unit}")
 
 
 def classification_entropy(folder, model: str = "auto", size: int = 256, batch_size: int = 16, device="cpu",
-                           base: float = math.e) -> dict:
+                           base: float = math.e) -> Outcome:
     net = classifier(model, device)
     if isinstance(net, NotAvailable):
-        return {"status": str(net)}
+        return net
     values = []
     for batch in _batches(folder, size, batch_size, "classification entropy"):
         logits, _ = net.run(batch.to(device))
@@ -48,9 +52,9 @@ def classification_entropy(folder, model: str = "auto", size: int = 256, batch_s
 
 
 def segmentation_entropy(folder, segmenter, size: int = 256, batch_size: int = 8, device="cpu",
-                         base: float = math.e) -> dict:
+                         base: float = math.e) -> Outcome:
     if isinstance(segmenter, NotAvailable):
-        return {"status": str(segmenter)}
+        return segmenter
     values = []
     for batch in _batches(folder, size, batch_size, "segmentation entropy"):
         probs = segmenter.probabilities(batch.to(device))
@@ -81,14 +85,14 @@ def box_class_posteriors(model, images: torch.Tensor) -> list[torch.Tensor]:
 
 
 def detection_entropy(folder, size: int = 256, batch_size: int = 4, device="cpu", base: float = math.e,
-                      model=None) -> dict:
+                      model=None) -> Outcome:
     model = model if model is not None else detector(device)
     if isinstance(model, NotAvailable):
-        return {"status": str(model)}
+        return model
     values = []
     for batch in _batches(folder, size, batch_size, "detection entropy"):
         for posterior in box_class_posteriors(model, batch.to(device)):
             values += entropy(posterior, base=base).tolist()
     if not values:
-        return {"status": "not available: no box detected in any image"}
-    return _result(values, "fasterrcnn_resnet50_fpn (COCO)", base, "per box")
+        return NotAvailable("no box detected in any image")
+    return _result(values, DETECTOR, base, "per box")

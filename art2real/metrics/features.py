@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.dataset import ImageFolder
-from .models import NotAvailable, classifier
+from ..outcomes import NotAvailable
+from .models import classifier
 
 
 def image_features(folder, model: str = "auto", size: int = 256, batch_size: int = 16, device="cpu"):
@@ -19,7 +20,7 @@ def image_features(folder, model: str = "auto", size: int = 256, batch_size: int
 
 
 def tsne_table(sets: list[tuple[str, str, object]], model: str = "auto", seed: int = 0, size: int = 256,
-               device="cpu") -> pd.DataFrame:
+               device="cpu") -> pd.DataFrame | NotAvailable:
     """t-SNE of the features of several sets, given as (domain, method, folder); one row per image with
     columns image, domain, method, x, y (and the feature model)."""
     from sklearn.manifold import TSNE
@@ -28,7 +29,7 @@ def tsne_table(sets: list[tuple[str, str, object]], model: str = "auto", seed: i
     for domain, method, folder in sets:
         result = image_features(folder, model, size, device=device)
         if isinstance(result, NotAvailable):
-            raise RuntimeError(str(result))
+            return result
         names, feats, name = result
         rows += [{"image": n, "domain": domain, "method": method} for n in names]
         blocks.append(feats)

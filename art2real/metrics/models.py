@@ -14,14 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import LITE0, imagenet_input, lite0_classify
-
-
-@dataclass
-class NotAvailable:
-    reason: str
-
-    def __str__(self) -> str:
-        return f"not available: {self.reason}"
+from ..outcomes import NotAvailable
 
 
 @dataclass
@@ -30,22 +23,25 @@ class Classifier:
     run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [-1, 1] images -> (logits, features)
 
 
-def cached_weights(builder: str):
+def cached_weights(builder: str, weights_name: str = "DEFAULT"):
     """torchvision weights enum of a model when its file is in the torch cache, else NotAvailable."""
     import torchvision
 
-    weights = torchvision.models.get_model_weights(builder).DEFAULT
+    enum = torchvision.models.get_model_weights(builder)
+    weights = enum.DEFAULT if weights_name == "DEFAULT" else enum[weights_name]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not path.exists():
-        return NotAvailable(f"{builder} weights not in the torch cache ({path}). With internet run once: python -c "
-                            f"\"import torchvision; torchvision.models.get_model('{builder}', weights='DEFAULT')\"")
+        return NotAvailable(f"{builder} weights ({weights}) not in the torch cache ({path})",
+                            f"with internet, run once: python -c \"import torchvision; "
+                            f"torchvision.models.get_model('{builder}', weights='{weights.name}')\"")
     return weights
 
 
 def classifier(name: str = "auto", device="cpu") -> Classifier | NotAvailable:
     """'resnet152' (paper), 'efficientnet_lite0' (offline), or 'auto' = ResNet-152 when cached, else Lite0."""
     if name in ("auto", "resnet152"):
-        weights = cached_weights("resnet152")
+        # the 2019 weights: V2's label smoothing and mixup flatten the softmax and change every entropy
+        weights = cached_weights("resnet152", "IMAGENET1K_V1")
         if isinstance(weights, NotAvailable):
             if name == "resnet152":
                 return weights
@@ -69,7 +65,7 @@ def _resnet152(weights, device) -> Classifier:
         features = body(x).flatten(1)
         return net.fc(features), features
 
-    return Classifier(f"resnet152 ({weights})", run)
+    return Classifier(f"resnet152 ({weights.name})", run)
 
 
 def detector(device="cpu"):
