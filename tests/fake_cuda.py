@@ -473,15 +473,18 @@ def _set_data(func, args, kwargs):
 
 
 def _set_grad(func, args, kwargs):
+    """``t.grad = g`` with ``g`` on another device is refused, with torch's messages."""
     self, grad = args
     if grad is not None and _index_of(grad) != _index_of(self):
-        a, b = _name(_index_of(grad)).split(":")[0], _name(_index_of(self)).split(":")[0]
-        if a == b:  # two cuda devices
-            raise RuntimeError(f"attempting to assign a gradient located on device with index "
-                               f"'{_index_of(grad)}' to a tensor located on device with index '{_index_of(self)}'. "
-                               "Please ensure that the gradient and the tensor are on the same device")
-        raise RuntimeError(f"attempting to assign a gradient with device type '{a}' to a tensor with device type "
-                           f"'{b}'. Please ensure that the gradient and the tensor are on the same device")
+        mine, theirs = _index_of(self), _index_of(grad)
+        if mine >= 0 and theirs >= 0:
+            raise RuntimeError(f"attempting to assign a gradient located on device with index '{theirs}' to a tensor "
+                               f"located on device with index '{mine}'. Please ensure that the gradient and the "
+                               "tensor are on the same device")
+        kind = {True: "cuda", False: "cpu"}
+        raise RuntimeError(f"attempting to assign a gradient with device type '{kind[theirs >= 0]}' to a tensor with "
+                           f"device type '{kind[mine >= 0]}'. Please ensure that the gradient and the tensor are on "
+                           "the same device")
     with _raw():
         func(self, grad)
 
@@ -541,7 +544,8 @@ _SPECIAL = {
     torch.Tensor.pin_memory: _pin_memory, torch.Tensor.is_pinned: _is_pinned,
     torch.Tensor.get_device: _get_device, torch.Tensor.data.__set__: _set_data,
     torch.Tensor.grad.__set__: _set_grad, torch.Tensor.__repr__: _repr, torch.Tensor.__getitem__: _index,
-    torch.Tensor.__setitem__: _index, torch.Tensor.share_memory_: _no_op_on_device, torch.Tensor.is_shared: _no_op_on_device,
+    torch.Tensor.__setitem__: _index, torch.Tensor.share_memory_: _no_op_on_device,
+    torch.Tensor.is_shared: _no_op_on_device,
 }
 
 
@@ -787,12 +791,6 @@ class _Devices:
             self._streams()[index] = before_stream
             _tls.device = before_device
 
-    def device(self, device):
-        return _DeviceContext(device)
-
-    def device_of(self, obj):
-        return _DeviceContext(obj.get_device() if isinstance(obj, StandInCudaTensor) else -1)
-
     def is_current_stream_capturing(self) -> bool:
         return False
 
@@ -816,21 +814,29 @@ class _Devices:
         return sum(storages.values())
 
 
-class _DeviceContext:
-    """torch.cuda.device(i): i is the current device inside the block."""
+class _CudaDevice:
+    """torch.cuda.device(i) (a class in torch too: torch checks ``isinstance(d, torch.cuda.device)``): i is the
+    current device inside the block."""
 
     def __init__(self, device):
-        self.index = -1 if device is None or (isinstance(device, int) and device < 0) else _cuda_index(device)
+        self.idx = -1 if device is None or (isinstance(device, int) and device < 0) else _cuda_index(device)
 
     def __enter__(self):
-        self.before = _current_device()
-        if self.index >= 0:
-            _tls.device = self.index
+        self.prev_idx = _current_device()
+        if self.idx >= 0:
+            _tls.device = self.idx
         return self
 
     def __exit__(self, *exc):
-        _tls.device = self.before
+        _tls.device = self.prev_idx
         return False
+
+
+class _CudaDeviceOf(_CudaDevice):
+    """torch.cuda.device_of(t): the device of ``t`` is the current one inside the block (none for a CPU t)."""
+
+    def __init__(self, obj):
+        super().__init__(type(obj)._index if isinstance(obj, StandInCudaTensor) else -1)
 
 
 # --------------------------------------------------------------------------------------------- torch.load
@@ -893,17 +899,18 @@ def _set_rng_state(new_state) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the context
-_CUDA_NAMES = ("is_available", "device_count", "current_device", "set_device", "device", "get_device_name",
+_CUDA_NAMES = ("is_available", "device_count", "current_device", "set_device", "get_device_name",
                "get_device_capability", "get_device_properties", "synchronize", "is_initialized", "init",
                "get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all", "manual_seed",
                "manual_seed_all", "seed", "seed_all", "initial_seed", "default_stream", "current_stream",
-               "set_stream", "stream", "device_of", "is_current_stream_capturing", "empty_cache",
+               "set_stream", "stream", "is_current_stream_capturing", "empty_cache",
                "memory_allocated")
 
 
 def _patches(devices: _Devices) -> list[tuple[object, str, object]]:
     cuda = [(torch.cuda, name, getattr(devices, name)) for name in _CUDA_NAMES]
-    cuda += [(torch.cuda, "Event", Event), (torch.cuda, "Stream", Stream),
+    cuda += [(torch.cuda, "Event", Event), (torch.cuda, "Stream", Stream), (torch.cuda, "device", _CudaDevice),
+             (torch.cuda, "device_of", _CudaDeviceOf),
              (torch.cuda, "default_generators", devices.generators)]
     accelerator = [
         (torch.accelerator, "is_available", lambda: True),

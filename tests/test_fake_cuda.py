@@ -124,6 +124,19 @@ def test_rng_state_on_the_device_is_refused_like_cuda(cuda_stand_in):
     torch.set_rng_state(state.cpu())
 
 
+def test_current_device_contexts():
+    with fake_cuda(device_count=2):
+        with torch.cuda.device(1):
+            assert torch.cuda.current_device() == 1 and on_cuda(torch.zeros(1, device="cuda"), 1)
+        assert torch.cuda.current_device() == 0 and isinstance(torch.cuda.device(0), torch.cuda.device)
+        with torch.cuda.device_of(torch.ones(1, device="cuda:1")):
+            assert torch.cuda.current_device() == 1
+        with torch.device("cuda:1"):  # torch's default-device context
+            assert on_cuda(torch.zeros(2), 1)
+        torch.cuda.set_device(1)
+        assert on_cuda(torch.ones(1).cuda(), 1) and torch.cuda.get_rng_state().dtype == torch.uint8
+
+
 # ------------------------------------------------------------------------------------------ streams, memory
 def test_events_and_streams(cuda_stand_in):
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -279,6 +292,9 @@ def test_mixing_with_cpu_tensors_is_refused_like_cuda(cuda_stand_in):
     assert on_cuda(x[torch.tensor([0, 2])])  # CPU indices for a device tensor
     with pytest.raises(RuntimeError, match="indices should be either on cpu"):
         torch.ones(3)[torch.tensor([0], device="cuda")]
+    leaf = torch.zeros(3, device="cuda", requires_grad=True)
+    with pytest.raises(RuntimeError, match="gradient with device type 'cpu' to a tensor with device type 'cuda'"):
+        leaf.grad = torch.ones(3)
 
 
 def test_numpy_of_a_stand_in_is_refused_like_cuda(cuda_stand_in):
@@ -349,6 +365,26 @@ def test_autograd_through_stand_ins_equals_the_cpu(cuda_stand_in):
     leaf = torch.randn(3, device="cuda", requires_grad=True)
     (leaf * 2).sum().backward()
     assert leaf.is_leaf and on_cuda(leaf.grad) and torch.equal(leaf.grad.cpu(), torch.full((3,), 2.0))
+
+
+def _clipped_foreach_adam(device):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, foreach=True)  # the multi-tensor path CUDA takes by default
+    x = torch.randn(16, 4).to(device)
+    for _ in range(3):
+        opt.zero_grad()
+        net(x).pow(2).mean().backward()
+        norm = nn.utils.clip_grad_norm_(net.parameters(), 0.01)  # groups gradients by device
+        opt.step()
+    return norm, [p.detach() for p in net.parameters()]
+
+
+def test_device_grouping_utilities_equal_the_cpu(cuda_stand_in):
+    cpu_norm, cpu_params = _clipped_foreach_adam("cpu")
+    norm, params = _clipped_foreach_adam("cuda")
+    assert on_cuda(norm) and torch.equal(norm.cpu(), cpu_norm)
+    assert all(on_cuda(p) and torch.equal(p.cpu(), q) for p, q in zip(params, cpu_params))
 
 
 # ------------------------------------------------------------------------------------------ a CycleGAN step
