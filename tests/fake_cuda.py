@@ -20,8 +20,9 @@ How it works
   turns plain tensors into stand-ins: factories with ``device="cuda"``, ``Tensor.to/cuda/type``, and the
   ``param.data = ...`` with which ``Module._apply`` moves parameters.
 - ``torch.cuda`` (availability, devices, RNG, streams, events, memory), ``torch.accelerator``, ``torch.load``
-  (``map_location``), ``torch.set_rng_state`` and ``torch._C._nn._parse_to`` (``Module.to(tensor)``) are
-  patched; everything patched, and the cuDNN flags, is restored when the context ends, also on error.
+  (``map_location``), ``torch.set_rng_state``, ``torch._C._nn._parse_to`` (``Module.to(tensor)``) and
+  ``Tensor.record_stream`` are patched; everything patched, and the cuDNN flags, is restored when the context
+  ends, also on error.
 - Random ops aimed at device i draw from ``torch.cuda.default_generators[i]`` (a CPU generator presented as
   cuda:i), so the CPU stream and each device's stream are separate, as on real CUDA, and
   ``torch.manual_seed`` seeds them all.
@@ -35,11 +36,13 @@ Where it differs from real CUDA (documented limits, not bugs of the code under t
 - ``torch.save`` writes stand-ins as CPU tensors: a file written under the stand-in loads on the CPU unless
   ``map_location`` says cuda (a real GPU checkpoint would come back on the GPU). A file written on a real GPU
   (locations ``cuda:i``) loads onto stand-ins.
+- Optimizers do not choose their foreach path by themselves (they check the exact tensor class), so they take
+  the CPU's single-tensor path unless ``foreach=True`` is given.
 - Not modelled: ``torch.Generator(device="cuda")``, ``torch.cuda.amp`` / ``torch.autocast("cuda")``,
   TorchScript (``torch.jit.load`` with a cuda ``map_location`` fails as on a machine without a GPU), NCCL,
-  the foreach/fused optimizer paths (optimizers take their single-tensor path, as on the CPU), and threads
-  that were already running when the stand-in started (they see stand-ins but ``device="cuda"`` factories
-  there reach the real, absent, CUDA). Tensors that outlive the context stay stand-ins.
+  CUDA's refusal in forked DataLoader workers, numerical differences of GPU kernels (TF32, cuDNN algorithms),
+  and threads that were already running when the stand-in started (they see stand-ins, but ``device="cuda"``
+  factories there reach the real, absent, CUDA). Tensors that outlive the context stay stand-ins.
 """
 from __future__ import annotations
 
