@@ -25,3 +25,6 @@ def tiny_dataset(tmp_path) -> Path:
             arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
             Image.fromarray(arr).save(tmp_path / split / f"{split}_{i}.png")
     return tmp_path
+
+
+from .fake_cuda import cuda_stand_in  # noqa: E402,F401  (the CUDA stand-in fixture, for any test)
