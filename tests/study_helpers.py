@@ -39,11 +39,12 @@ def stand_ins(paintings: Path, tmp_root: Path) -> dict[str, Path]:
     return dict(_STAND_INS[paintings])
 
 
-def make_study(tmp_path: Path, paintings: Path = DEMO / "testA", name: str = "study", **build_options) -> Path:
-    """A study of stand-in translations of ``paintings`` against the three competitors of the paper."""
+def make_study(tmp_path: Path, paintings: Path = DEMO / "testA", name: str = "study", competitors=COMPETITORS,
+               **build_options) -> Path:
+    """A study of stand-in translations of ``paintings`` against competitors of the paper."""
     folders = stand_ins(paintings, tmp_path.parent)
     art2real = folders.pop("Art2Real")
-    return build_study(tmp_path / name, paintings, art2real, folders, **build_options)
+    return build_study(tmp_path / name, paintings, art2real, {c: folders[c] for c in competitors}, **build_options)
 
 
 def gold_choice(manifest: Manifest, item_id: str) -> str | None:

@@ -19,6 +19,7 @@ def table2_figure(table: pd.DataFrame) -> Figure:
         x = np.arange(len(rows))
         ours = rows["competitor_pct"].to_numpy(dtype=float)
         err = np.stack([ours - rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float) - ours])
+        err = np.clip(err, 0, None)  # k = n: the bound equals the share up to rounding
         ax.bar(x - width / 2, ours, width, yerr=err, capsize=4, color="#4c72b0", label="this study (95% CI)")
         ax.bar(x + width / 2, rows["paper_pct"].to_numpy(dtype=float), width, color="#c9c9c9", hatch="//",
                edgecolor="#777", label="paper")

@@ -9,8 +9,8 @@ Integrity lives in the schema, not only in checks: a rater votes a pair at most 
 ``(rater_id, item_id)``), only on a pair assigned to them (foreign key to ``assignments``), only on items of the
 manifest (foreign key to ``items``), and gold pairs are never stored as votes (trigger).
 
-Assignment: a rater is bound to one test on first visit (the one needing most votes, unless the link names
-one), answers that test's gold pairs first, then gets one pair at a time: the open pair that already has the
+Assignment: a rater is bound to one test on first visit (the one needing most votes beyond what its active
+raters will still give, unless the link names one), answers that test's gold pairs first, then gets one pair at a time: the open pair that already has the
 most votes (so pairs complete early) among those still short of ``raters_per_pair`` counting votes and live
 assignments. An assignment left unanswered for ``lease_s`` seconds stops counting, so an abandoned tab does not
 block a pair; its rater may still answer it, which gives that pair one vote more.
@@ -176,11 +176,16 @@ class VoteStore:
         return self._rater(db, rater_id)
 
     def _neediest_test(self, db) -> str:
-        need = self.manifest.raters_per_pair
-        rows = db.execute(f"SELECT test, SUM(MAX(0, :need - load)) FROM ({LOAD}) GROUP BY test",
-                          {"need": need, "cutoff": time.time() - self.lease_s}).fetchall()
-        short = {test: n for test, n in rows}
-        return max(self.manifest.tests, key=lambda t: short.get(t, 0))  # ties: the manifest's order
+        """The test with most votes missing, less the pairs its active raters will still take (a burst of new
+        raters in their warm-up would otherwise all land on the same test)."""
+        args = {"need": self.manifest.raters_per_pair, "cutoff": time.time() - self.lease_s,
+                "per_rater": self.pairs_per_rater}
+        short = dict(db.execute(f"SELECT test, SUM(MAX(0, :need - load)) FROM ({LOAD}) GROUP BY test", args))
+        coming = dict(db.execute("""SELECT test, SUM(MAX(0, :per_rater - (SELECT COUNT(*) FROM assignments a
+                                    WHERE a.rater_id = r.rater_id))) FROM raters r
+                                    WHERE r.created > :cutoff AND COALESCE(r.gold_passed, 1) = 1
+                                    GROUP BY test""", args))
+        return max(self.manifest.tests, key=lambda t: short.get(t, 0) - coming.get(t, 0))  # ties: manifest order
 
     # -- the web study's two operations ----------------------------------------------------------------------
     def next_item(self, rater_id: str, *, test: str | None = None, source: str = "web",
