@@ -39,7 +39,8 @@ progress { flex: 1; height: 10px; accent-color: var(--accent); }
           background: var(--card); border: 3px solid transparent; border-radius: 10px; cursor: pointer;
           font: inherit; color: inherit; box-shadow: 0 1px 4px rgba(0, 0, 0, .12); }
 .choice img { width: 100%; height: auto; max-height: 56vh; object-fit: contain; border-radius: 6px; background: #ddd; }
-.choice:hover, .choice:focus-visible { border-color: var(--accent); outline: none; }
+.choice:focus-visible { border-color: var(--accent); outline: none; }
+@media (hover: hover) { .choice:hover { border-color: var(--accent); } }  /* no sticky hover after a tap */
 .choice.picked { border-color: var(--ok); }
 .hint { text-align: center; color: var(--muted); font-size: 14px; min-height: 1.5em; }
 .start { display: block; margin: 18px auto 4px; padding: 10px 28px; font: inherit; font-size: 1.1rem; color: #fff;
@@ -95,16 +96,17 @@ progress { flex: 1; height: 10px; accent-color: var(--accent); }
   let item = null, busy = false, shownAt = 0;
 
   function show(id) { for (const s of ["intro", "task", "done"]) $(s).hidden = s !== id; }
+  function ready(state) { document.body.dataset.state = state; }  // "busy" while loading; read by tests
   function say(text) { $("status").textContent = text; }
 
   async function load() {
-    busy = true; item = null;
+    busy = true; item = null; ready("busy");
     let r;
     try { r = await fetch(NEXT, {cache: "no-store"}); }
     catch (e) { say("Network error: retrying in a few seconds."); setTimeout(load, 3000); return; }
     if (!r.ok) { say("The server refused (" + r.status + "). Please reload the page."); return; }
     const d = await r.json();
-    if (d.state === "done") { show("done"); return; }
+    if (d.state === "done") { show("done"); ready("done"); return; }
     $("question").textContent = d.question;
     $("progress-text").textContent = (d.state === "gold" ? "Warm-up " : "Pair ") + (d.done + 1) + " of " + d.total;
     $("progress").max = d.total; $("progress").value = d.done;
@@ -114,18 +116,19 @@ progress { flex: 1; height: 10px; accent-color: var(--accent); }
     await Promise.all(images.map(([id, src]) => { const im = $(id); im.src = src; return im.decode().catch(() => null); }));
     for (const s of ["left", "right"]) $(s).classList.remove("picked");
     say("");
-    item = d.item; busy = false; shownAt = performance.now();
+    item = d.item; busy = false; shownAt = performance.now(); ready(d.state);
   }
 
   async function choose(side) {
     if (busy || !item) return;
-    busy = true;
+    busy = true; ready("busy");
     $(side).classList.add("picked");
     const body = JSON.stringify({item: item, choice: side, ms: Math.round(performance.now() - shownAt)});
     let r;
     try { r = await fetch(VOTE, {method: "POST", headers: {"Content-Type": "application/json"}, body: body}); }
-    catch (e) { $(side).classList.remove("picked"); busy = false; say("Network error: please choose again."); return; }
+    catch (e) { $(side).classList.remove("picked"); busy = false; ready("retry"); say("Network error: please choose again."); return; }
     if (r.ok || r.status === 409) { load(); return; }  // 409: this answer was stored already
+    ready("refused");
     say("The server refused this answer (" + r.status + "). Please reload the page.");
   }
 

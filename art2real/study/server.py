@@ -236,12 +236,16 @@ def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, t
 @contextmanager
 def running(app, host: str = "127.0.0.1", threads: int = 8):
     """Serve ``app`` from a background thread on a free port; yields the base URL and stops on exit."""
+    from waitress import wasyncore
+
     server = make_server(app, host, 0, threads)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()
+        # Close every socket from the server's own loop (clients may hold keep-alive connections open), which
+        # empties its map and ends the loop; then stop the worker threads.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
