@@ -156,7 +156,7 @@ def _choice(value: str, where: str) -> str | None:
 
 
 def _mturk_answer(row: dict, key: str, where: str) -> str | None:
-    if f"Answer.{key}" in row:
+    if (row.get(f"Answer.{key}") or "").strip():
         return _choice(row[f"Answer.{key}"], where)
     picked = [side for side in ("left", "right")
               if (row.get(f"Answer.{key}.{side}") or "").strip().lower() in ("true", "1", "on")]
@@ -190,9 +190,9 @@ def import_results(study_dir: str | Path, csv_path: str | Path, platform: str = 
     detected = _platform(header)
     if platform not in ("auto", detected):
         raise ValueError(f"{csv_path} looks like a {detected} file, not {platform}")
-    store = VoteStore(study_dir, manifest)
     summary = {"platform": detected, "rows": len(rows), "rows_skipped": 0, "answers_added": 0, "duplicates": 0,
                "blank": 0, "raters": set()}
+    parsed = []  # every row is checked before anything is written: a bad file imports nothing
     for number, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
         where = f"{csv_path}:{number}"
         worker, task_id, status = _row_keys(row, detected)
@@ -212,8 +212,10 @@ def import_results(study_dir: str | Path, csv_path: str | Path, platform: str = 
                 summary["blank"] += 1
             else:
                 answers.append((item_id, choice, task_id))
-        rater_id = f"{detected}:{worker}:{task['test']}"
-        added, duplicates = store.record_crowd(rater_id, task["test"], detected, answers)
+        parsed.append((f"{detected}:{worker}:{task['test']}", task["test"], answers))
+    store = VoteStore(study_dir, manifest)
+    for rater_id, test, answers in parsed:
+        added, duplicates = store.record_crowd(rater_id, test, detected, answers)
         summary["answers_added"] += added
         summary["duplicates"] += duplicates
         summary["raters"].add(rater_id)
