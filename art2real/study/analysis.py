@@ -118,9 +118,23 @@ def table2_markdown(table: pd.DataFrame) -> str:
             return "-"
         return f"{r['competitor_pct']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
 
-    rows = [[r["test"], f"{r['competitor']} vs {r['versus']}", share(r), r["paper_pct"], r["votes"], r["pairs"],
+    def paper(r):
+        return "-" if math.isnan(r["paper_pct"]) else f"{r['paper_pct']:.1f}"
+
+    rows = [[r["test"], f"{r['competitor']} vs {r['versus']}", share(r), paper(r), r["votes"], r["pairs"],
              r["raters"], r["raters_excluded"], r["fleiss_kappa"]] for _, r in table.iterrows()]
     header = ["Test", "Pair", "% for competitor [95% CI]", "paper %", "votes", "pairs", "raters",
               "raters excluded (gold)", "Fleiss' kappa (test)"]
     label = table.attrs.get("label", "")
     return (f"*Votes: {label}.*\n\n" if label else "") + markdown_table(header, rows)
+
+
+def write_table2(table: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    """PREFIX.md (with its label) and PREFIX.csv."""
+    from ..io import write_text
+
+    prefix = Path(prefix)
+    md, csv = prefix.with_suffix(".md"), prefix.with_suffix(".csv")
+    write_text(md, table2_markdown(table) + "\n")
+    write_text(csv, table.to_csv(index=False))
+    return [md, csv]

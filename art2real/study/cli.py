@@ -75,20 +75,17 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from ..io import write_text
-    from .analysis import table2, table2_markdown
+    from .analysis import table2, table2_markdown, write_table2
 
     table = table2(args.study)
-    text = table2_markdown(table)
-    print(text)
+    print(table2_markdown(table))
     if args.out:
-        out = Path(args.out)
-        write_text(out.with_suffix(".md"), text + "\n")
-        write_text(out.with_suffix(".csv"), table.to_csv(index=False))
         from .figure import table2_figure
 
-        table2_figure(table).savefig(out.with_suffix(".png"), dpi=120)
-        print(f"written: {out.with_suffix('.md')}, .csv, .png")
+        written = write_table2(table, args.out)
+        png = Path(args.out).with_suffix(".png")
+        table2_figure(table).savefig(png, dpi=120)
+        print("written: " + ", ".join(map(str, written + [png])))
     return 0
 
 

@@ -37,23 +37,43 @@ def stand_in_translations(paintings_dir: str | Path, out_dir: str | Path,
     return out
 
 
-def study_inputs(art2real_dir: str, competitor_dirs: dict[str, str], paintings_dir: str | Path,
-                 scratch: str | Path) -> tuple[Path, dict[str, Path], bool]:
-    """Translation folders for a study from notebook parameters: (Art2Real folder, competitor folders,
-    whether they are stand-ins). An empty ``art2real_dir`` makes stand-ins of every method under ``scratch``;
-    otherwise the competitors with an empty folder are left out. Relative paths start at the repository root."""
+def resolve(path: str | Path) -> Path:
+    """A path from a notebook parameter: relative paths start at the repository root, not the working folder."""
     from ..paths import repo_root
 
-    def resolve(p) -> Path:
-        p = Path(p)
-        return p if p.is_absolute() else repo_root() / p
+    path = Path(path)
+    return path if path.is_absolute() else repo_root() / path
 
+
+def prepare_study(study: str | Path, votes: str, paintings_dir: str | Path, art2real_dir: str,
+                  competitor_dirs: dict[str, str], **build_options) -> tuple[Path, bool]:
+    """The study folder for notebook 08: (folder, whether its translations are stand-ins).
+
+    ``votes="existing"``: the folder must hold a study; nothing is built. ``votes="simulated"``: the study is
+    (re)built there: with stand-ins of every method when ``art2real_dir`` is empty, else from the given
+    folders, competitors with an empty folder left out. ``study=""`` means ``results/user_study``."""
+    from ..paths import results_dir
+    from .build import build_study
+    from .manifest import MANIFEST
+
+    if votes not in ("simulated", "existing"):
+        raise ValueError(f"votes must be 'simulated' or 'existing', got {votes!r}")
+    study_dir = resolve(study) if study else results_dir() / "user_study"
+    if votes == "existing":
+        if not (study_dir / MANIFEST).is_file():
+            raise FileNotFoundError(f"no study in {study_dir}: build one (`art2real study build`) and collect votes "
+                                    "(`art2real study serve` or `import`), or set votes = 'simulated'")
+        return study_dir, False
+    paintings = resolve(paintings_dir)
     if not art2real_dir:
-        folders = stand_in_translations(resolve(paintings_dir), resolve(scratch), (ART2REAL, *competitor_dirs))
-        art2real = folders.pop(ART2REAL)
-        return art2real, folders, True
-    competitors = {name: resolve(d) for name, d in competitor_dirs.items() if d}
-    if not competitors:
-        raise ValueError("art2real_dir is given but no competitor folder is: give at least one (e.g. cyclegan_dir), "
-                         "or leave art2real_dir empty for the stand-in demo")
-    return resolve(art2real_dir), competitors, False
+        folders = stand_in_translations(paintings, study_dir.with_name(study_dir.name + "_stand_ins"),
+                                        (ART2REAL, *competitor_dirs))
+        art2real, competitors, stand_in = folders.pop(ART2REAL), folders, True
+    else:
+        competitors = {name: resolve(d) for name, d in competitor_dirs.items() if d}
+        if not competitors:
+            raise ValueError("art2real_dir is given but no competitor folder is: give at least one (e.g. "
+                             "cyclegan_dir), or leave art2real_dir empty for the stand-in demo")
+        art2real, stand_in = resolve(art2real_dir), False
+    build_study(study_dir, paintings, art2real, competitors, overwrite=True, **build_options)
+    return study_dir, stand_in
