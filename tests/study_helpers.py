@@ -61,7 +61,7 @@ class StudyServer:
         self.proc = None
         self.url = None
 
-    def start(self, timeout: float = 30.0) -> "StudyServer":
+    def start(self, timeout: float = 30.0) -> StudyServer:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(

@@ -247,13 +247,13 @@ def test_simulated_votes_fill_the_study_and_label_themselves(tmp_path):
 
 def test_a_noiseless_simulated_rater_picks_the_lower_distance(tmp_path):
     """With the real Inception features, computed here independently of the study code."""
+    import shutil
+
     import torch
     from PIL import Image
 
     from art2real.metrics.inception import folder_features, inception_features
     from art2real.study.simulate import simulate_votes
-
-    import shutil
 
     photos = tmp_path / "photos"
     photos.mkdir()

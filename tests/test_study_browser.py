@@ -8,9 +8,11 @@ import pytest
 from art2real.study import Manifest
 from art2real.study.server import create_app, running
 
-from .browser import browser, screenshot  # noqa: F401 (browser is a fixture)
+from . import browser as _browser
+from .browser import screenshot
 from .study_helpers import make_study
 
+browser = _browser.browser  # the headless Chromium fixture
 GOLD, PAIRS = 2, 3
 
 

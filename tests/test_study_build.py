@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from art2real.data.images import UnreadableImage
 from art2real.study import ART2REAL, Manifest, build_study
 from art2real.study.manifest import TargetExists
 
@@ -73,7 +74,7 @@ def test_same_seed_same_pairs_and_sides(tmp_path):
     a = Manifest.load(make_study(tmp_path, name="a", seed=7, pairs_per_test=4))
     b = Manifest.load(make_study(tmp_path, name="b", seed=7, pairs_per_test=4))
     c = Manifest.load(make_study(tmp_path, name="c", seed=8, pairs_per_test=4))
-    key = lambda m: [(p.id, p.test, p.competitor, p.painting, p.left.method) for p in m.pairs]  # noqa: E731
+    key = lambda m: [(p.id, p.test, p.competitor, p.painting, p.left.method) for p in m.pairs]
     assert key(a) == key(b) and key(a) != key(c)
 
 
@@ -120,7 +121,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
     for p in paintings.iterdir():
         shutil.copy(p, folder / f"{p.stem}.png")
     (folder / "painting_002.png").write_bytes(b"not an image")  # the gold degradation fails to decode it
-    with pytest.raises(Exception):
+    with pytest.raises(UnreadableImage):
         build_study(tmp_path / "s", paintings, folder, {"X": folder}, gold=6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paintings", "tr"]  # no study, no staging folder
 
@@ -140,7 +141,7 @@ def test_cli_build_and_table(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["table", "--study", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out  # a study without votes: the table renders, with no shares
-    assert "*Votes: no votes.*" in out and "| realism | UNIT vs Art2Real | - | 27.90 | 0 |" in out
+    assert "*Votes: no votes.*" in out and "| realism | UNIT vs Art2Real | - | 27.9 | 0 |" in out
     with pytest.raises(SystemExit):
         main(["build", "--out", "x", "--paintings", "p", "--art2real", "a", "--competitor", "no-equals-sign"])
 

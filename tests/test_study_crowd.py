@@ -26,7 +26,7 @@ def _rows(path):
 
 
 def test_export_one_row_per_task_with_gold_first_and_opaque_urls(exported):
-    study, m, files = exported
+    _, m, files = exported
     plan = json.loads(files["map"].read_text())
     for test in m.tests:
         rows = _rows(files[f"{test}_tasks"])
@@ -52,7 +52,7 @@ def test_export_one_row_per_task_with_gold_first_and_opaque_urls(exported):
 
 
 def test_export_refuses_to_replace_a_different_export(exported):
-    study, _, files = exported
+    study, _, _ = exported
     export_tasks(study, BASE, pairs_per_task=4)  # the same export again: fine
     with pytest.raises(TargetExists, match="another export"):
         export_tasks(study, BASE, pairs_per_task=5)
@@ -134,7 +134,8 @@ def test_prolific_style_results(exported, tmp_path):
             codes = {n: {"left": "1", "right": "B"}[m.items[it].answer] if m.items[it].gold else "A"
                      for n, it in enumerate(items, start=1)}
             out.writerow({"participant_id": f"5f{i:022x}", "task_id": row["task_id"],
-                          "status": "RETURNED" if i == 0 else "APPROVED", **{f"item{n:02d}": c for n, c in codes.items()}})
+                          "status": "RETURNED" if i == 0 else "APPROVED",
+                          **{f"item{n:02d}": c for n, c in codes.items()}})
     summary = import_results(study, path, platform="prolific")
     assert summary["rows_skipped"] == 1 and summary["raters"] == len(rows) - 1
     votes, raters = VoteStore(study).frames()

@@ -36,7 +36,7 @@ def _pass_gate(url, rater, manifest, **params):
 
 
 def test_rater_flow_gold_then_pairs_then_done(served):
-    url, study, m = served
+    url, _, m = served
     page = requests.get(f"{url}/r/alice", timeout=10)
     assert page.status_code == 200 and "Which image is better?" in page.text
     assert "http" not in page.text.replace(url, "")  # nothing from other hosts
@@ -123,7 +123,7 @@ def test_malformed_and_oversized_requests(served, body, headers, status):
 
 
 def test_wrong_methods_and_paths(served):
-    url, study, m = served
+    url, _, _ = served
     assert requests.get(f"{url}/api/r/alice/vote", timeout=10).status_code == 405
     assert requests.post(f"{url}/api/r/alice/next", timeout=10).status_code == 405
     for path in ("/manifest.json", "/img/../manifest.json", "/img/..%2Forganiser_token", "/votes.sqlite",

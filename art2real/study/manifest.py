@@ -60,7 +60,7 @@ class Item:
         return self.left if choice == "left" else self.right
 
     @classmethod
-    def from_json(cls, d: dict) -> "Item":
+    def from_json(cls, d: dict) -> Item:
         return cls(d["id"], d["test"], Side(**d["left"]), Side(**d["right"]), d["painting"],
                    d.get("painting_image"), d.get("competitor"), d.get("answer"))
 
@@ -78,7 +78,7 @@ class Manifest:
         self.items = {it.id: it for it in self.pairs + self.golds}
 
     @classmethod
-    def load(cls, study_dir: str | Path) -> "Manifest":
+    def load(cls, study_dir: str | Path) -> Manifest:
         path = Path(study_dir) / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"no {MANIFEST} in {study_dir}: build the study first "

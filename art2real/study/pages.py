@@ -113,7 +113,9 @@ progress { flex: 1; height: 10px; accent-color: var(--accent); }
     $("painting").hidden = !d.painting;
     const images = [["left-img", d.left], ["right-img", d.right]];
     if (d.painting) images.push(["painting-img", d.painting]);
-    await Promise.all(images.map(([id, src]) => { const im = $(id); im.src = src; return im.decode().catch(() => null); }));
+    await Promise.all(images.map(([id, src]) => {
+      const im = $(id); im.src = src; return im.decode().catch(() => null);
+    }));
     for (const s of ["left", "right"]) $(s).classList.remove("picked");
     say("");
     item = d.item; busy = false; shownAt = performance.now(); ready(d.state);
@@ -126,7 +128,10 @@ progress { flex: 1; height: 10px; accent-color: var(--accent); }
     const body = JSON.stringify({item: item, choice: side, ms: Math.round(performance.now() - shownAt)});
     let r;
     try { r = await fetch(VOTE, {method: "POST", headers: {"Content-Type": "application/json"}, body: body}); }
-    catch (e) { $(side).classList.remove("picked"); busy = false; ready("retry"); say("Network error: please choose again."); return; }
+    catch (e) {
+      $(side).classList.remove("picked"); busy = false; ready("retry");
+      say("Network error: please choose again."); return;
+    }
     if (r.ok || r.status === 409) { load(); return; }  // 409: this answer was stored already
     ready("refused");
     say("The server refused this answer (" + r.status + "). Please reload the page.");

@@ -158,7 +158,7 @@ def create_app(study_dir: str | Path, *, token: str | None = None, allow_list: s
         if nxt.item is None:
             return {"state": "done", "done": nxt.done, "total": nxt.total}
         it = nxt.item
-        image = lambda name: url_for("image", name=name) if name else None  # noqa: E731
+        image = lambda name: url_for("image", name=name) if name else None
         return {"state": nxt.state, "item": it.id, "question": manifest.data["questions"][it.test],
                 "left": image(it.left.image), "right": image(it.right.image),
                 "painting": image(it.painting_image), "done": nxt.done, "total": nxt.total}

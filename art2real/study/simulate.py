@@ -27,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class InceptionJudge:
             from ..metrics.inception import cached_features
 
             photo_mean = cached_features(photos_dir, device=device, progress=False).mean(axis=0)
-            features = lambda paths: inception_image_features(paths, device)  # noqa: E731
+            features = lambda paths: inception_image_features(paths, device)
         else:
             photo_mean = features(list_images(photos_dir)).mean(axis=0)
         self.photo_mean = photo_mean
@@ -141,7 +141,8 @@ def simulate_votes(study_dir: str | Path, photos_dir: str | Path, *, noise: floa
         failed += store.connection().execute("SELECT gold_passed = 0 FROM raters WHERE rater_id = ?",
                                              (rater_id,)).fetchone()[0]
     settings = {"rule": "lower Inception distance (realism: to the photos' mean feature; coherence: to the "
-                        "painting's feature)", "photos": str(Path(photos_dir).resolve()), "noise": noise, "attention": attention,
+                        "painting's feature)", "photos": str(Path(photos_dir).resolve()), "noise": noise,
+                "attention": attention,
                 "seed": seed, "scale": scale, "features": "inception pool3" if features is None else "custom"}
     store.set_meta("simulation", settings)
     votes = sum(c["votes"] for c in store.counts().values()) - start

@@ -7,13 +7,14 @@ killed process and is used for bulk simulated votes.
 
 Integrity lives in the schema, not only in checks: a rater votes a pair at most once (primary key
 ``(rater_id, item_id)``), only on a pair assigned to them (foreign key to ``assignments``), only on items of the
-manifest (foreign key to ``items``), and gold pairs are never stored as votes (trigger).
+manifest (foreign key to ``items``), and gold pairs are never assigned, hence never votes (trigger).
 
 Assignment: a rater is bound to one test on first visit (the one needing most votes beyond what its active
-raters will still give, unless the link names one), answers that test's gold pairs first, then gets one pair at a time: the open pair that already has the
-most votes (so pairs complete early) among those still short of ``raters_per_pair`` counting votes and live
-assignments. An assignment left unanswered for ``lease_s`` seconds stops counting, so an abandoned tab does not
-block a pair; its rater may still answer it, which gives that pair one vote more.
+raters will still give, unless the link names one), answers that test's gold pairs first, then gets one pair at
+a time: the open pair that already has the most votes (so pairs complete early) among those still short of
+``raters_per_pair`` counting votes and live assignments. An assignment left unanswered for ``lease_s`` seconds
+stops counting, so an abandoned tab does not block a pair; its rater may still answer it, which gives that pair
+one vote more.
 """
 from __future__ import annotations
 
