@@ -158,3 +158,13 @@ def test_study_commands_hook_into_the_art2real_command(tmp_path):
     for action in ("build", "serve", "export", "import", "simulate", "table"):
         with pytest.raises(SystemExit):
             parser.parse_args(["study", action, "--help"])
+
+
+def test_link_mode_hard_links_the_translations(tmp_path):
+    study = make_study(tmp_path, pairs_per_test=2, gold=1, link=True)
+    m = Manifest.load(study)
+    pair = m.pairs[0]
+    sources = {ART2REAL: m.data["sources"]["art2real"], **m.data["sources"]["competitors"]}
+    source = Path(sources[pair.right.method]) / f"{pair.painting}.png"
+    assert (study / "images" / pair.right.image).stat().st_ino == source.stat().st_ino
+    assert m.data["images_linked"] is True
