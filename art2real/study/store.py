@@ -73,8 +73,9 @@ FROM items i WHERE i.gold = 0
 """
 
 
-class StudyError(Exception):
-    """A refused request; ``status`` is the HTTP status the web study answers with."""
+class StudyError(ValueError):
+    """A refused request; ``status`` is the HTTP status the web study answers with (a ValueError, so command
+    lines report it as bad input)."""
 
     status = 400
 
