@@ -42,7 +42,8 @@ def notebook_setup() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)  # libraries' info lines (faiss's loader...) stay out
+    logging.getLogger("art2real").setLevel(logging.INFO)
     logging.captureWarnings(True)
     try:
         from IPython import get_ipython

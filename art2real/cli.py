@@ -202,11 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", nargs="+", choices=methods.names(trained=True),
                    help="methods trained by 02 (default: every registered one)")
     c.set_defaults(func=cmd_chain)
+
+    from .study.cli import add_study_commands
+
+    add_study_commands(sub)
     return p
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("art2real").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

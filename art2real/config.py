@@ -118,14 +118,17 @@ class ContextualConfig:
 @dataclass
 class SegmentConfig:
     # auto = the best available: a transformers ADE20K model, else detectron2, else k-means (see art2real.segment)
-    backend: str = opt("kmeans", choices=("auto", "kmeans", "hf", "detectron2", "torchvision"))
+    # (the paper preset stops rather than fall back to k-means; the CPU presets use k-means: offline and fast)
+    backend: str = opt("auto", choices=("auto", "kmeans", "hf", "detectron2", "torchvision"))
     n_classes: int = opt(8, min=2)  # K for k-means
     feature_size: int = opt(256, min=32)  # images are resized to this before feature extraction
     smoothing: float = opt(2.0, min=0.0)  # Gaussian sigma (feature cells) on class scores before the argmax
     color_weight: float = opt(0.5, min=0.0)  # weight of the Lab colour term appended to CNN features
     temperature: float = opt(0.1, min=1e-6)  # softmax over negative squared distances to centroids
     fit_images: int = opt(64, min=1)  # photos used to fit k-means
-    model: str = ""  # hf / detectron2 / torchvision model name or local folder ("" = the backend's default)
+    # hf: a hub id (nvidia/segformer-b4-finetuned-ade-512-512, id@revision), segformer, mask2former or a folder
+    # written by save_pretrained; detectron2: a model-zoo .yaml; torchvision: a model name ("" = the default)
+    model: str = ""
 
 
 @dataclass
@@ -152,18 +155,19 @@ def _preset_values(name: str) -> dict[str, Any]:
                 "train.epochs_constant": 18, "train.epochs_decay": 18, "train.checkpoint_every": 200,
                 "train.validate_every": 6, "train.val_images": 8, "train.val_metric": "kid",
                 "train.patience": None, "cx.pooling": "per_patch", "cx.mask_schedule": "fixed",
-                "bank.scales": ((4, 4), (8, 5)), "segment.fit_images": 32}
+                "bank.scales": ((4, 4), (8, 5)), "segment.backend": "kmeans", "segment.fit_images": 32}
     if name == "cpu":
         return {"data.image_size": 128, "model.ngf": 32, "model.n_blocks": 6,
                 "train.epochs_constant": 100, "train.epochs_decay": 100, "train.validate_every": 10,
                 "train.val_images": 16, "train.val_metric": "kid", "train.patience": None,
-                "cx.pooling": "per_patch", "cx.mask_start": 100, "cx.mask_every": 50}
+                "cx.pooling": "per_patch", "cx.mask_start": 100, "cx.mask_every": 50, "segment.backend": "kmeans"}
     if name == "smoke":
         return {"data.image_size": 32, "data.max_images": 4, "model.ngf": 4, "model.n_blocks": 1,
                 "model.ndf": 4, "model.n_layers_d": 2, "train.epochs_constant": 1, "train.epochs_decay": 1,
                 "train.checkpoint_every": 3, "train.sample_images": 2, "train.validate_every": 0,
                 "train.val_images": 4, "train.val_metric": "kid",
-                "train.pool_size": 4, "bank.scales": ((4, 4), (8, 5)), "segment.n_classes": 3,
+                "train.pool_size": 4, "bank.scales": ((4, 4), (8, 5)), "segment.backend": "kmeans",
+                "segment.n_classes": 3,
                 "segment.feature_size": 64, "segment.fit_images": 4, "cx.mask_start": 1, "cx.mask_every": 1}
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 

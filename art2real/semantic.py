@@ -47,21 +47,40 @@ def load_size(cfg: Config) -> int:
     return cfg.data.image_size + cfg.data.crop_margin
 
 
+_BACKENDS: dict[tuple, tuple[str, str]] = {}
+
+
+def segmenter_backend(cfg: Config) -> tuple[str, str]:
+    """(backend, why) that ``segment.backend`` resolves to, once per process: ``auto`` takes the best available
+    (a transformers ADE20K model, detectron2, else k-means); the paper preset never falls back to k-means
+    silently (it stops and says how to get a semantic segmenter, or to ask for k-means explicitly)."""
+    from .segment.hf import resolve_backend
+
+    key = (cfg.segment.backend, cfg.segment.model, cfg.preset == "paper")
+    if key not in _BACKENDS:
+        _BACKENDS[key] = resolve_backend(cfg, strict=cfg.preset == "paper")
+    return _BACKENDS[key]
+
+
 def artefacts_dir(cfg: Config) -> Path:
     """Where a setting's segmenter, banks and masks live: one folder per dataset (resolved path) and per
     segmentation and patch settings; bank index settings are handled inside (only the indexes are rebuilt)."""
-    key = {"dataset": str(dataset_root(cfg.data.dataset).resolve()), "segment": vars(cfg.segment),
+    backend = segmenter_backend(cfg)[0]
+    key = {"dataset": str(dataset_root(cfg.data.dataset).resolve()), "segment": {**vars(cfg.segment),
+                                                                                   "backend": backend},
            "image_size": cfg.data.image_size, "scales": cfg.bank.scales}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache_dir() / "banks" / setting_key(cfg.data.dataset) / f"{cfg.segment.backend}-{digest}"
+    return cache_dir() / "banks" / setting_key(cfg.data.dataset) / f"{backend}-{digest}"
 
 
 def fit_segmenter(cfg: Config, progress: bool = True):
-    """The setting's segmenter: loaded when saved, else fitted on its training photos."""
-    if cfg.segment.backend != "kmeans":
-        from .segment import backends
+    """The setting's segmenter: a pretrained one (see ``segmenter_backend``), or k-means loaded when saved, else
+    fitted on the setting's training photos."""
+    backend, why = segmenter_backend(cfg)
+    if backend != "kmeans":
+        from .segment.hf import create
 
-        return backends.create(cfg, str(pick_device(cfg.device)))
+        return create(cfg, backend, str(pick_device(cfg.device)))
     path = artefacts_dir(cfg) / "segmenter.npz"
     if path.exists():
         return KMeansSegmenter.load(path)

@@ -305,5 +305,5 @@ def test_auto_falls_back_to_detectron2_then_kmeans_and_strict_refuses(no_hub, mo
 def test_an_explicit_backend_is_kept_even_in_strict_mode():
     assert hf.resolve_backend(_cfg("kmeans"), strict=True) == ("kmeans", "segment.backend=kmeans was set explicitly")
     assert hf.resolve_backend(_cfg("hf"))[0] == "hf"
-    with pytest.raises(ValueError, match="unknown segmenter backend 'deeplab'"):
+    with pytest.raises(ValueError, match="segment.backend must be one of auto, kmeans"):
         hf.resolve_backend(_cfg("deeplab"))

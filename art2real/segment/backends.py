@@ -22,15 +22,6 @@ DETECTRON2_INSTALL = ("detectron2 is not installed. It is not on PyPI: install i
                       "(or see environment.yml), then its model zoo downloads the weights once.")
 
 
-def create(cfg, device: str = "cpu"):
-    backend = cfg.segment.backend
-    if backend == "detectron2":
-        return Detectron2Segmenter(cfg.segment.model or DETECTRON2_DEFAULT, device)
-    if backend == "torchvision":
-        return TorchvisionSegmenter(cfg.segment.model or "deeplabv3_resnet50", device)
-    raise ValueError(f"unknown segmenter backend {backend!r}; choose kmeans, detectron2 or torchvision")
-
-
 def panoptic_vocabulary(thing_classes: list[str], stuff_classes: list[str]) -> list[str]:
     """One class list for things and stuff (detectron2's separated metadata puts a 'things' entry in stuff)."""
     return list(thing_classes) + [s for s in stuff_classes if s != "things" and s not in thing_classes]

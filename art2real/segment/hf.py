@@ -43,6 +43,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
+from ..errors import DataError, UserError
+
 log = logging.getLogger(__name__)
 
 SEGFORMER = "nvidia/segformer-b4-finetuned-ade-512-512"
@@ -57,11 +59,11 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 HUB_TIMEOUT = 3.0  # seconds to open a connection to the hub before calling it unreachable
 
 
-class WeightsUnavailable(FileNotFoundError):
+class WeightsUnavailable(DataError):
     """A model is neither cached nor downloadable now; the message names it and the command that fetches it."""
 
 
-class NoSemanticSegmenter(RuntimeError):
+class NoSemanticSegmenter(UserError, RuntimeError):
     """Strict mode found no segmenter with real classes; the message says what is missing and the ways out."""
 
 
@@ -387,7 +389,7 @@ def resolve_backend(cfg, strict: bool = False) -> tuple[str, str]:
 
 
 def create(cfg, backend: str, device: str | torch.device = "cpu"):
-    """The segmenter of a resolved backend other than k-means (which is fitted by art2real.model)."""
+    """The segmenter of a resolved backend other than k-means (which is fitted by art2real.semantic)."""
     if backend == "hf":
         return HFSegmenter(hf_model(cfg), device)
     if backend in ("detectron2", "torchvision"):
