@@ -240,7 +240,16 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
     device = pick_device(cfg.device)
     paintings = dataset_root(cfg.data.dataset) / split
     rows = []
+    for key in methods.names(trained=False):  # methods without training make their row's images here
+        for s in seeds or [cfg.seed]:
+            own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device)
+            target = Run.of(own).translations(split)
+            if not (target / "source.json").exists():
+                write_json(target / "source.json", methods.get(key).produce(own, target))
+            rows.append({"method": key, "seed": s, "folder": str(target), "translated": "produced"})
     for run in runs_of(cfg.data.dataset, cfg.preset):
+        if not methods.get(run.method).trained:
+            continue
         if seeds is not None and run.seed not in seeds:
             continue
         checkpoint = run.best_checkpoint()
@@ -286,7 +295,7 @@ def comparison_figure(cfg: Config, n: int = 6, split: str = "testA", seed: int |
     names = output_names(paintings)
     columns = []
     for image_set in tables.method_sets(cfg, split, None if seed is None else [seed]):
-        if image_set.folders:
+        if image_set.folders and image_set.of_paintings:
             folder = image_set.folders[0]
             title = image_set.row + ("" if image_set.in_paper else "\n(not in the paper)")
             columns.append((title, {p.name: folder / names[p] for p in paintings if (folder / names[p]).exists()}))

@@ -68,7 +68,8 @@ class Run:
         return None
 
     def exists(self) -> bool:
-        return self.best_checkpoint() is not None
+        """A trained run, or the produced images of a method without training."""
+        return self.best_checkpoint() is not None or (self.translations() / "source.json").exists()
 
 
 def release_translations(dataset: str | Path, release: str, split: str = "testA") -> Path:

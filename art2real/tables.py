@@ -29,6 +29,7 @@ class ImageSet:
     in_paper: bool = True
     missing: NotAvailable | None = None
     seeds: tuple[int, ...] = field(default=())
+    of_paintings: bool = True  # one image per test painting (False: style-transferred photos)
 
 
 def paper_column(cfg: Config) -> str | None:
@@ -56,7 +57,8 @@ def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = Non
         if done:
             sources = sorted({_source(r.translations(split)) for r in done})
             sets.append(ImageSet(cls.row, tuple(r.translations(split) for r in done), "; ".join(sources),
-                                 cls.in_paper, seeds=tuple(r.seed for r in done)))
+                                 cls.in_paper, seeds=tuple(r.seed for r in done),
+                                 of_paintings=cls.translates_paintings))
             continue
         run = Run(cfg.data.dataset, key, cfg.preset, (seeds or [cfg.seed])[0])
         reason = (f"{cls.row} run at {run.dir} not translated yet" if mine else

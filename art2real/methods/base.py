@@ -24,7 +24,10 @@ class Method:
     row: ClassVar[str]  # its row in the paper's tables
     in_paper: ClassVar[bool] = True  # False: marked "not in the paper" in tables and figures
     uses_banks: ClassVar[bool] = False  # trained with the semantic contextual loss (memory banks, masks)
-    trained: ClassVar[bool] = True  # False: no training loop (e.g. style transfer of the photos)
+    trained: ClassVar[bool] = True  # False: no training loop; ``produce`` makes its images (style transfer)
+    # False: its images are not translations of the test paintings (style-transferred reals): the comparison
+    # figures and the user study leave it out
+    translates_paintings: ClassVar[bool] = True
     loss_names: ClassVar[tuple[str, ...]] = ()  # columns of losses.csv, in order
     sample_titles: ClassVar[tuple[str, ...]] = ("painting", "translation")
 
@@ -98,6 +101,13 @@ class Method:
 
     def load_extra_state(self, state: dict) -> None:
         pass
+
+    # ------------------------------------------------------------------ untrained methods
+    @classmethod
+    def produce(cls, cfg, target, progress: bool = True) -> dict:
+        """A method without training writes its table row's images into ``target`` and returns what
+        ``source.json`` records (a "summary" line at least)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ translation
     def translator(self) -> nn.Module:
