@@ -265,8 +265,8 @@ def test_patch_sample_f_is_reproducible_and_eager_equals_lazy():
     assert ids1[1].unique().numel() == 7  # locations without repetition
     out3, _ = eager([f.flip(0) for f in feats], 7, patch_ids=ids1)  # the same locations in every image
     torch.testing.assert_close(out3[0], torch.cat([out1[0][7:], out1[0][:7]]))
-    fresh = PatchSampleF(16)
-    fresh.load_state_dict(eager.state_dict())  # a saved head loads before any forward
+    fresh = PatchSampleF(64)
+    fresh.load_state_dict(eager.state_dict())  # a saved head loads before any forward, with the saved width
     assert torch.equal(fresh.mlp_1[2].weight, eager.mlp_1[2].weight)
 
 

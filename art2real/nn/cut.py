@@ -220,8 +220,8 @@ class PatchSampleF(nn.Module):
             while f"{prefix}mlp_{n}.0.weight" in state_dict:
                 n += 1
             if n:
-                self.create_mlp([state_dict[f"{prefix}mlp_{i}.0.weight"].shape[1] for i in range(n)])
                 self.nc = state_dict[f"{prefix}mlp_0.0.weight"].shape[0]
+                self.create_mlp([state_dict[f"{prefix}mlp_{i}.0.weight"].shape[1] for i in range(n)])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -294,11 +294,13 @@ def generator_losses(G: CutGenerator, D: nn.Module, F_head: PatchSampleF, criter
                      ) -> dict[str, torch.Tensor]:
     """The authors' ``compute_G_loss``: G = lambda_GAN * GAN(G(x)) + NCE, where NCE is PatchNCE(x, G(x)) or, with
     identity NCE (CUT), the average of PatchNCE(x, G(x)) and PatchNCE(y, G(y)). ``idt_B`` is G(y), or None."""
-    losses = {"G_GAN": lsgan_loss(D(fake_B), True) * lambda_gan}
+    zero = fake_B.new_zeros(())
+    # a term whose weight is 0 is not computed at all (the authors skip D's pass and F's sampling likewise)
+    losses = {"G_GAN": lsgan_loss(D(fake_B), True) * lambda_gan if lambda_gan > 0 else zero}
     nce = dict(layers=layers, num_patches=num_patches, lambda_nce=lambda_nce, flipped=flipped, generator=generator)
-    losses["NCE"] = multilayer_patch_nce(G, F_head, criterion, real_A, fake_B, **nce)
+    losses["NCE"] = multilayer_patch_nce(G, F_head, criterion, real_A, fake_B, **nce) if lambda_nce > 0 else zero
     nce_both = losses["NCE"]
-    if idt_B is not None:
+    if idt_B is not None and lambda_nce > 0:
         losses["NCE_Y"] = multilayer_patch_nce(G, F_head, criterion, real_B, idt_B, **nce)
         nce_both = (losses["NCE"] + losses["NCE_Y"]) * 0.5
     losses["G"] = losses["G_GAN"] + nce_both
@@ -359,6 +361,8 @@ def load_cut_generator(source, device="cpu") -> CutGenerator:
     """A CUT / FastCUT generator from the authors' ``latest_net_G.pth``, a state_dict, or a dict holding one under
     ``"G"``; strict key and shape matching (a mismatch is refused with the keys named)."""
     state, name = _read_state(source)
+    if not isinstance(state, dict):
+        raise ValueError(f"{name} holds a {type(state).__name__}, not a state_dict")
     if isinstance(state.get("G"), dict):
         state = state["G"]
     state = clean_state_dict(state)
