@@ -352,8 +352,9 @@ def _read_state(source) -> tuple[dict, str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickled objects beyond tensors and plain containers
-        raise ValueError(f"{path} is not a plain state_dict file (torch.load with weights_only=True failed: "
-                         f"{str(err).splitlines()[0]})") from err
+        raise ValueError(f"{path} is not a plain state_dict file: torch.load(weights_only=True) refused it, as it "
+                         "holds objects beyond tensors and plain containers; for a training checkpoint of this "
+                         "package, pass art2real.train.checkpoint.load_checkpoint(path)['G'] instead") from err
     return state, str(path)
 
 
