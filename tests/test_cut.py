@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from art2real.errors import CheckpointError
 from art2real.nn.cut import (NCE_LAYERS, CutDiscriminator, CutGenerator, CutTranslator, PatchNCELoss, PatchSampleF,
                              build_cut_networks, check_nce_layers, discriminator_loss, generator_input,
                              generator_losses, load_cut_generator)
@@ -177,23 +178,33 @@ def test_mismatched_files_are_refused_clearly(tmp_path):
     state["model.15.weight"] = torch.zeros(4, 8, 4, 4)  # the conv after blur-upsampling, 4x4 instead of 3x3
     with pytest.raises(ValueError, match="shape mismatches.*model.15.weight"):
         load_cut_generator(state)
-    with pytest.raises(ValueError, match="CycleGAN-layout"):
+    with pytest.raises(CheckpointError, match="CycleGAN-layout"):
         load_cut_generator(ResnetGenerator(ngf=4, n_blocks=2).state_dict())
-    with pytest.raises(FileNotFoundError, match="latest_net_G.pth"):
+    with pytest.raises(CheckpointError, match="absent.pth"):
         load_cut_generator(tmp_path / "absent.pth")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(CheckpointError, match="holds a Tensor"):
+        load_cut_generator(tmp_path / "tensor.pth")
 
 
 # ---------------------------------------------------------------- translator
 
-def test_translator_keeps_shape_and_range(tmp_path):
+def test_translator_keeps_shape_and_range_and_shares_G(tmp_path):
     torch.manual_seed(0)
     G, _, _ = build_cut_networks(ngf=4, n_blocks=5, ndf=4, n_layers_d=2, nc=8, image_size=32)
-    torch.save(G.state_dict(), tmp_path / "latest_net_G.pth")
+    shared = CutTranslator(G)
+    assert list(shared.state_dict()) == list(G.state_dict())  # the authors' keys: a file in their layout
+    assert shared.model[1].weight is G.model[1].weight  # training G trains the translator
+    torch.save(shared.state_dict(), tmp_path / "latest_net_G.pth")
     translator = CutTranslator.from_file(tmp_path / "latest_net_G.pth", name="FastCUT")
-    x = torch.rand(2, 3, 37, 53) * 2 - 1  # not a multiple of 4: padded and cropped back
-    y = translator(x)
-    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
-    torch.testing.assert_close(y[1:], translator(x[1:]))  # images are translated independently
+    assert not translator.training and translator.name == "FastCUT"
+    with torch.no_grad():
+        x = torch.rand(2, 3, 37, 53) * 2 - 1  # not a multiple of 4: padded and cropped back
+        y = translator(x)
+        assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+        torch.testing.assert_close(y[1:], translator(x[1:]))  # images are translated independently
+        x = torch.rand(2, 3, 32, 48) * 2 - 1  # a multiple of 4: the batch in one pass, as G alone
+        torch.testing.assert_close(translator(x), G.eval()(x))
     with pytest.raises(ValueError, match="N, 3, H, W"):
         translator(x[0])
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import CheckpointError
+from ..train.checkpoint import load_checkpoint
 from .losses import lsgan_loss
 from .networks import ResnetBlock, _norm, clean_state_dict, load_generator_state
 
@@ -332,74 +334,53 @@ def build_cut_networks(ngf: int = 64, n_blocks: int = 9, ndf: int = 64, n_layers
 def infer_cut_architecture(state: dict) -> tuple[int, int]:
     """(ngf, n_blocks) of a CUT generator state_dict; refuses other layouts with the reason."""
     if "model.1.weight" not in state:
-        raise ValueError("not a ResNet generator state_dict (no 'model.1.weight'); expected the authors' "
-                         "latest_net_G.pth or a state_dict of art2real.nn.cut.CutGenerator")
+        raise CheckpointError("not a ResNet generator state_dict (no 'model.1.weight'); expected the authors' "
+                              "latest_net_G.pth or a state_dict of art2real.nn.cut.CutGenerator")
     if not any(k.endswith(".filt") for k in state):
-        raise ValueError("this is a CycleGAN-layout generator (stride-2 convs, no anti-aliasing 'filt' buffers), "
-                         "not CUT's; load it with art2real.translate.load_generator")
+        raise CheckpointError("this is a CycleGAN-layout generator (stride-2 convs, no anti-aliasing 'filt' "
+                              "buffers), not CUT's; load it as a Cycle-GAN generator (method 'cyclegan')")
     ngf = state["model.1.weight"].shape[0]
     blocks = {k.split(".")[1] for k in state if ".conv_block." in k}
     return int(ngf), len(blocks)
 
 
-def _read_state(source) -> tuple[dict, str]:
-    if isinstance(source, dict):
-        return source, "state_dict"
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"no CUT generator at {path}; expected a file such as "
-                                "checkpoints/<name>/latest_net_G.pth")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled objects beyond tensors and plain containers
-        raise ValueError(f"{path} is not a plain state_dict file: torch.load(weights_only=True) refused it, as it "
-                         "holds objects beyond tensors and plain containers; for a training checkpoint of this "
-                         "package, pass art2real.train.checkpoint.load_checkpoint(path)['G'] instead") from err
-    return state, str(path)
-
-
-def load_cut_generator(source, device="cpu") -> CutGenerator:
-    """A CUT / FastCUT generator from the authors' ``latest_net_G.pth``, a state_dict, or a dict holding one under
-    ``"G"``; strict key and shape matching (a mismatch is refused with the keys named)."""
-    state, name = _read_state(source)
+def load_cut_generator(source, device="cpu", name: str | None = None) -> CutGenerator:
+    """A CUT / FastCUT generator, in eval mode, from the authors' ``latest_net_G.pth`` (a path, read with
+    weights_only) or a state_dict; strict key and shape matching (a mismatch is refused with the keys named)."""
+    if isinstance(source, (str, Path)):
+        name, state = name or str(source)[:200], load_checkpoint(source)
+    else:
+        name, state = name or "state_dict", source
     if not isinstance(state, dict):
-        raise ValueError(f"{name} holds a {type(state).__name__}, not a state_dict")
-    if isinstance(state.get("G"), dict):
-        state = state["G"]
+        raise CheckpointError(f"{name} holds a {type(state).__name__}, not a state_dict")
     state = clean_state_dict(state)
     ngf, n_blocks = infer_cut_architecture(state)
-    G = load_generator_state(CutGenerator(ngf=ngf, n_blocks=n_blocks), state, name[:200])
+    G = load_generator_state(CutGenerator(ngf=ngf, n_blocks=n_blocks), state, name)
     return G.to(device).eval()
 
 
-class CutTranslator:
+class CutTranslator(nn.Module):
     """painting -> photo with a CUT or FastCUT generator: (N, 3, H, W) in [-1, 1] -> the same shape.
 
-    Any H, W: inputs are reflect-padded to a multiple of 4 (two blur-downsamplings) and large ones are tiled
-    (art2real.translate.translate_tensor)."""
+    Shares the generator's modules (training G trains the translator) and its state_dict keys are the authors'
+    (``model.1.weight``, ...), so ``translator.state_dict()`` is a file in their layout. Any H, W: a batch whose
+    sides are multiples of 4 and at most ``tile`` goes through G at once; otherwise each image is reflect-padded
+    to a multiple of 4 (two blur-downsamplings) and large ones are tiled (art2real.translate.translate_tensor)."""
 
     def __init__(self, G: CutGenerator, name: str = "CUT", tile: int = 1024):
-        self.G, self.name, self.tile = G.eval(), name, tile
+        super().__init__()
+        self.model, self.name, self.tile = G.model, name, tile
 
     @classmethod
     def from_file(cls, source, device="cpu", name: str = "CUT") -> "CutTranslator":
-        return cls(load_cut_generator(source, device), name)
+        return cls(load_cut_generator(source, device), name).to(device).eval()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.G.parameters()).device
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from ..translate import translate_tensor
-
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"CutTranslator wants RGB images as (N, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
-        x = x.to(self.device)
-        return torch.cat([translate_tensor(self.G, x[i:i + 1], self.tile) for i in range(len(x))])
+        h, w = x.shape[-2:]
+        if h % 4 == 0 and w % 4 == 0 and max(h, w) <= self.tile:
+            return self.model(x)
+        from ..translate import translate_tensor
 
-    def translate_image(self, image, size: int | None = None):
-        """PIL image -> PIL image (art2real.translate.translate_image)."""
-        from ..translate import translate_image
-
-        return translate_image(self.G, image, size, self.tile)
+        return torch.cat([translate_tensor(self.model, x[i:i + 1], self.tile) for i in range(len(x))])
