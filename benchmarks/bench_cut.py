@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
@@ -79,10 +80,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cyc = Trainer(get_config("demo", {"data.dataset": "demo", "train.validate_every": 0}, method="cyclegan"),
-                  cache_dir() / "bench_cut" / "cyclegan_demo")
-    item = cyc.dataset.item(0, 0)
-    batch = {"A": item["A"][None], "B": item["B"][None], "A_name": [item["A_name"]]}
-    steps = {"cyclegan_demo": lambda: cyc.step(batch)}
+                  cache_dir() / "bench_cut" / "cyclegan_demo", validator=None, progress=False)
+    batch = default_collate([cyc.dataset.item(0, 0)])
+    steps = {"cyclegan_demo": lambda: cyc.method.train_step(batch)}
     meta = {}
     for cand in args.candidates:
         for mode, flags in MODES.items():
