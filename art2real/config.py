@@ -43,6 +43,9 @@ class DataConfig:
     # masks get the same crop and flip. The authors' release: load 256, crop 256 (no crop), flip on.
     crop_margin: int = opt(0, min=0)
     flip: bool = True
+    # False: the decay epochs (train.epochs_decay) see whole images, resized straight to image_size without the
+    # random crop (flip kept): CUT's "finetuning" on full images. Masks follow (resized, nearest).
+    crop_in_decay: bool = True
     max_images: int | None = opt(None, min=1)  # cap per domain and split (smoke runs)
     num_workers: int = opt(0, min=0)
 
@@ -132,6 +135,37 @@ class SegmentConfig:
 
 
 @dataclass
+class CutConfig:
+    """CUT and FastCUT (Park et al., ECCV 2020; art2real.nn.cut, art2real.methods.cut), the authors' CUT defaults.
+
+    No mode string: the method is the mode. ``--method fastcut`` sets the three values marked (FastCUT) below (and
+    its 150 + 50 epochs) through the method's preset values, so config.yaml lists what a run really does and an
+    override of one value is an ablation, never a contradiction between a mode and its values. Networks, lr,
+    betas, epochs and augmentation live in the shared sections (model, train, data), set per preset by the method.
+    """
+
+    lambda_gan: float = opt(1.0, min=0.0)  # weight of LSGAN(D(G(x)) -> 1); 0 skips D's pass in G's loss
+    # (FastCUT 10) weight of PatchNCE: without the identity term FastCUT needs a stronger content constraint
+    lambda_nce: float = opt(1.0, min=0.0)
+    # (FastCUT False) PatchNCE(y, G(y)) as well: an identity regulariser (G should leave photos alone) that costs a
+    # second image through G every step; FastCUT drops it ("half the memory, twice faster")
+    nce_idt: bool = True
+    # (FastCUT True) with p = 0.5 mirror the input and mirror G's features back before PatchNCE: a cheap
+    # equivariance regulariser in place of the identity pass
+    flip_equivariance: bool = False
+    # generator modules whose outputs PatchNCE compares: the reflect-padded input (0), both downsampling convs (4,
+    # 8), residual blocks 1 and 5 (12, 16): patches from a few pixels to a large receptive field. Must lie in the
+    # encoder (index < 12 + model.n_blocks): 16 needs 5 residual blocks or more
+    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+    nce_t: float = opt(0.07, min=1e-6)  # temperature tau of the InfoNCE softmax (MoCo's and SimCLR's value)
+    num_patches: int = opt(256, min=1)  # locations sampled per layer and image; each a query, the others negatives
+    netf_nc: int = opt(256, min=1)  # width of the projection MLP H (Linear-ReLU-Linear) per layer
+    # negatives from the same image only: the authors found this best for CUT and FastCUT (True pools them over the
+    # batch, for their single-image SinCUT, whose batch holds crops of one image)
+    nce_includes_all_negatives_from_minibatch: bool = False
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -142,6 +176,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     bank: BankConfig = field(default_factory=BankConfig)
     cx: ContextualConfig = field(default_factory=ContextualConfig)
+    cut: CutConfig = field(default_factory=CutConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
 
@@ -319,7 +354,7 @@ def validate(cfg: Config) -> None:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
     _check_fields(cfg)
-    _method(cfg.method)
+    _method(cfg.method).check_config(cfg)
     try:
         pick_device(cfg.device, require=False)
     except RuntimeError as e:

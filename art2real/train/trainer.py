@@ -78,10 +78,14 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
-    """{dotted key: (saved, now)} for the settings that differ, except those free on resume."""
+    """{dotted key: (saved, now)} for the settings that differ, except those free on resume. A key that the saved
+    config lacks (a run made before the setting existed) is unchanged when it now holds the setting's default:
+    new settings default to the behaviour that came before them."""
     a, b = flat_config(saved), flat_config(now)
+    defaults = flat_config(to_dict(Config()))
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k not in FREE_ON_RESUME}
+            if a.get(k) != b.get(k) and k not in FREE_ON_RESUME
+            and not (k not in a and k in b and b[k] == defaults.get(k))}
 
 
 class Trainer:
@@ -92,9 +96,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else Run.of(cfg).dir
         self.root = check_dataset(cfg)
         d = cfg.data
-        self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
-                                       cfg.seed)
         t = cfg.train
+        self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
+                                       cfg.seed, crop_until=None if d.crop_in_decay else t.epochs_constant)
         self.samples = ImageFolder(self.root / "testA", d.image_size, t.sample_images) if t.sample_images else None
         if validator == "auto":
             from ..metrics.validation import Validator
@@ -192,8 +196,12 @@ class Trainer:
 
     def _run_epoch(self, writer, f, progress: bool) -> None:
         view = EpochView(self.dataset, self.epoch, self.epoch_iter)
+        # a loader's iterator draws its workers' base seed from this generator (else from torch's global RNG, which
+        # a run resumed mid-epoch would then find one draw further than the uninterrupted run did); augmentation
+        # needs no worker seed: it comes from (seed, epoch, position)
         loader = DataLoader(view, batch_size=self.cfg.train.batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=self.cfg.data.num_workers,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
         bar = tqdm(loader, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}", disable=not progress,
                    leave=False)
         for batch in bar:
