@@ -366,17 +366,24 @@ def write_summary(cfg: Config) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- chain
+def chain_methods(method_list: list[str] | None = None) -> list[str]:
+    """The methods 02 trains: those named (checked), else every registered trained one but the variants trained on
+    request (``chain_default`` False)."""
+    for m in method_list or []:
+        methods.get(m)
+    return list(method_list) if method_list else \
+        [m for m in methods.names(trained=True) if methods.get(m).chain_default]
+
+
 def run_chain(artist: str, preset: str = "auto", seed: int = 0, start: str = "00", epochs: int = 0,
               method_list: list[str] | None = None) -> Path:
     """Execute notebooks 00 -> 07 with papermill, one line per stage on the terminal and the full logs in
     ``results/<setting>/notebooks/chain.log``; executed copies go beside it. 02 runs once per method
-    (default: every registered trained method)."""
+    (default: every registered trained method but the variants trained on request, ``chain_default`` False)."""
     import papermill as pm
 
     cfg = stage_config(artist, preset, seed=seed, epochs=epochs)  # fail fast on a wrong parameter
-    trained = method_list or methods.names(trained=True)
-    for m in trained:
-        methods.get(m)
+    trained = chain_methods(method_list)
     target = results(cfg, "notebooks")
     log_file = target / "chain.log"
     with _logs_to(log_file):

@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--start", default="00", help="resume the chain from this notebook number")
     c.add_argument("--epochs", type=int, default=0, help="epochs of each training (0: the preset's)")
     c.add_argument("--methods", nargs="+", choices=methods.names(trained=True),
-                   help="methods trained by 02 (default: every registered one)")
+                   help="methods trained by 02 (default: every registered one but variants trained on request: "
+                   f"{', '.join(m for m in methods.names(trained=True) if not methods.get(m).chain_default)})")
     c.set_defaults(func=cmd_chain)
 
     from .study.cli import add_study_commands

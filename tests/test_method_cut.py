@@ -46,6 +46,17 @@ def test_registered_after_art2real_beyond_the_paper():
     assert [k for k in CUT_FAMILY if methods.get(k).uses_banks] == ["cut_banks", "fastcut_banks"]
 
 
+def test_the_chain_trains_cut_by_default_and_its_variants_when_named():
+    from art2real.chain import chain_methods
+
+    default = chain_methods()
+    assert {"cyclegan", "art2real", "cut"} <= set(default)  # `make demo`: the paper's rows and CUT
+    assert not {"cut_banks", "fastcut", "fastcut_banks"} & set(default)
+    assert chain_methods(["cut_banks", "art2real"]) == ["cut_banks", "art2real"]
+    with pytest.raises(KeyError, match="unknown method"):
+        chain_methods(["cut_bank"])
+
+
 def test_paper_preset_is_the_authors_cut_and_fastcut():
     cut, fast = get_config("paper", method="cut"), get_config("paper", method="fastcut")
     # their --CUT_mode CUT: lambda_NCE 1, identity NCE, no flip equivariance, 200 + 200 epochs

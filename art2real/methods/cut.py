@@ -152,6 +152,7 @@ class CUT(Method):
 @register
 class CUTBanks(CUT):
     key, row = "cut_banks", "CUT + memory banks"
+    chain_default = False  # trained by the chain on request (--methods), as CUT's variants
     uses_banks = True
     loss_names = CUT.loss_names + ("cx",)
 
@@ -159,6 +160,7 @@ class CUTBanks(CUT):
 @register
 class FastCUT(CUT):
     key, row = "fastcut", "FastCUT"
+    chain_default = False  # trained by the chain on request (--methods), as CUT's variants
     loss_names = ("G_GAN", "NCE", "D")
     mode_values = {"cut.lambda_nce": 10.0, "cut.nce_idt": False, "cut.flip_equivariance": True}
     # paper: the authors' 150 + 50. demo: FastCUT's 3 : 1 over the Cycle-GAN demo's 36 epochs, about CUT's 3
