@@ -394,6 +394,18 @@ def pick_device(name: str = "auto", require: bool = True):
     return device
 
 
+def cuda_index(device) -> int | None:
+    """The GPU a device names (``cuda`` = the current one, ``cuda:1`` = GPU 1); None for any other device."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if device.index is not None:
+        return device.index
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
+
+
 def seed_everything(seed: int) -> None:
     import random
 
