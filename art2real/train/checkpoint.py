@@ -40,17 +40,22 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, moved: tuple[int, int] | None = None) -> None:
+    """Restore the RNG states of ``rng_state``. ``moved`` = (GPU the run used, GPU it continues on): that GPU's
+    stream continues on the new one, so a run moved from cuda:1 to cuda:0 draws what it would have drawn."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if count < len(state["cuda"]):
-            log.warning("the checkpoint holds RNG states of %d CUDA devices, this machine has %d: restoring the "
-                        "first %d", len(state["cuda"]), count, count)
-        for index, device_state in enumerate(state["cuda"][:count]):
+        saved, count = state["cuda"], torch.cuda.device_count()
+        if count < len(saved):
+            log.warning("the checkpoint holds RNG states of %d CUDA devices, this machine has %d: the states of "
+                        "the devices it lacks are not restored", len(saved), count)
+        states = dict(enumerate(saved[:count]))
+        if moved is not None and moved[0] < len(saved) and moved[1] < count:
+            states[moved[1]] = saved[moved[0]]
+        for index, device_state in states.items():
             torch.cuda.set_rng_state(device_state.cpu(), index)
 
 

@@ -4,8 +4,11 @@ A method (art2real.methods) owns its networks, optimisers and losses and does on
 everything around it. Everything a resumed run needs is in the checkpoint: the method's whole state, the RNG
 states, the epoch / iteration counters, the early-stopping state and the resolved config. Data order and
 augmentation depend only on (seed, epoch, position), so a run killed mid-epoch and resumed ends with the same
-weights as one that was never interrupted: bit for bit on the CPU, and on CUDA with ``train.deterministic``
-(without it, CUDA kernels such as the reflection-padding backward sum in a nondeterministic order).
+weights as one that was never interrupted: bit for bit on the CPU. On CUDA, ``train.deterministic`` makes
+convolutions, matrix products and index_add deterministic, but the backward of reflection padding (in every
+generator) has no deterministic CUDA kernel (torch warns): two CUDA runs, resumed or not, differ in the last bits
+from the first step on, and drift apart as training goes on. A run may resume on another device (``device`` is free on resume): it warns, and the random stream
+of the GPU it used continues on the GPU it moves to.
 
 A run folder is trained by one process at a time (a lock names the holder). Resuming with other settings stops
 and lists the differences unless forced; ``config.yaml`` always describes what the run does. Starting over
@@ -17,6 +20,7 @@ import csv
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import methods
-from ..config import Config, pick_device, save_config, seed_everything, to_dict
+from ..config import Config, cuda_index, pick_device, save_config, seed_everything, to_dict
 from ..data.dataset import EpochView, ImageFolder, UnpairedDataset
 from ..data.images import to_image
 from ..data.registry import dataset_root, missing_splits
@@ -123,7 +127,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "method": self.method.state_dict(), "translator": self.method.translator_state(),
-                "rng": rng_state(), "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
+                "rng": rng_state(), "device": _device_name(self.device), "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "history": self.history, "config": to_dict(self.cfg)}
 
@@ -133,10 +137,21 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"the checkpoint's {state['config']['method']} state does not fit these settings "
                                   f"({str(e).splitlines()[0]})") from None
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self._moved_from(state.get("device")))
         self.epoch, self.epoch_iter, self.iteration = state["epoch"], state["epoch_iter"], state["iteration"]
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+
+    def _moved_from(self, saved: str | None) -> tuple[int, int] | None:
+        """Warn when the checkpoint was written on another device; (its GPU, this GPU) when both are GPUs."""
+        here = _device_name(self.device)
+        if saved is None or saved == here:
+            return None
+        log.warning("%s was trained on %s and continues on %s; it matches the run it would have been on %s only "
+                    "where both compute alike (the same kind of device and model of GPU)", self.run_dir, saved, here,
+                    saved)
+        there, now = cuda_index(saved), cuda_index(self.device)
+        return (there, now) if there is not None and now is not None else None
 
     def save(self) -> None:
         save_checkpoint(self.checkpoints, self.state_dict())
@@ -147,9 +162,7 @@ class Trainer:
         """Train to the end of the schedule (or an early stop) and return a summary. Resumes from the last
         checkpoint that loads; ``force`` continues with settings that differ from the run's; ``on_epoch`` is
         called after every epoch (a notebook shows the grid and the losses there)."""
-        if self.cfg.train.deterministic:
-            _deterministic()
-        with RunLock(self.run_dir):
+        with _deterministic(self.cfg.train.deterministic), RunLock(self.run_dir):
             if not resume:
                 self._set_aside()
             if self.checkpoints.exists():
@@ -292,8 +305,27 @@ class Trainer:
         return path
 
 
-def _deterministic() -> None:
-    """Bitwise-repeatable kernels; some CUDA ops have no deterministic version and only warn."""
+def _device_name(device: torch.device) -> str:
+    index = cuda_index(device)
+    return str(device) if index is None else f"cuda:{index}"
+
+
+@contextmanager
+def _deterministic(on: bool):
+    """While training with ``train.deterministic``: deterministic kernels where torch has them (ops without one,
+    the reflection-padding backward, only warn), no cuDNN autotuning; the previous settings come back after.
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when a process first uses it, so a process that ran CUDA matrix
+    products before training should set it itself (``CUBLAS_WORKSPACE_CONFIG=:4096:8``)."""
+    if not on:
+        yield
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
