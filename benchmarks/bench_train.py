@@ -96,10 +96,10 @@ class Probes:
         return [f"networks G, F, D_Y, D_X, their losses and optimisers: {next(method.G.parameters()).device}",
                 "G(x) to the host for retrieval: " + ("one non-blocking copy into pinned memory" if pinned else
                                                       f"none (G(x) is on {device} already)"),
-                f"retrieval (patch classes, FAISS search, exact re-ranking, gathering patches): thread {thread}, "
-                f"on {device} tensors",
+                (f"retrieval (patch classes, FAISS search, exact re-ranking, gathering patches): thread {thread}, "
+                 f"on {device} tensors"),
                 "FAISS indexes searched: " + ", ".join(f"{n} x {kind}" for kind, n in sorted(indexes.items())),
-                "contextual loss (eq. 1-6) and its backward: thread {0}, on {1}".format(*self.seen["loss"])]
+                "contextual loss (eq. 1-6) and its backward: thread {}, on {}".format(*self.seen["loss"])]
 
 
 def _describe(index) -> str:

@@ -6,6 +6,7 @@ tensors on their device, copies to the host only where it means to, and uses the
 import logging
 import shutil
 import threading
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def assert_same_weights(a_dir, b_dir) -> None:
 class HostCopies(TorchFunctionMode):
     """Device-to-host transfers made in the thread that enters it: (how, numel, non_blocking, into pinned)."""
 
-    SCALAR = {torch.Tensor.item, torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__bool__,
+    SCALAR: ClassVar[set] = {torch.Tensor.item, torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__bool__,
               torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__}
 
     def __init__(self):
@@ -212,13 +213,13 @@ def test_tiled_translation_evaluation_entropies_and_tsne_on_the_device(straight,
     from art2real.semantic import artefacts_dir
     from art2real.translate import load_translator, translate_folder
 
-    paintings = tmp_path / "paintings"
-    paintings.mkdir()
-    for p in sorted((DEMO / "testA").iterdir())[:3]:
-        shutil.copy(p, paintings)
+    paintings, photos = tmp_path / "paintings", tmp_path / "photos"
+    for split, folder in (("testA", paintings), ("testB", photos)):
+        folder.mkdir()
+        for p in sorted((DEMO / split).iterdir())[:3]:
+            shutil.copy(p, folder)
     state = load_checkpoint(straight["dir"] / "checkpoints" / "last.pt")
     segmenter = KMeansSegmenter.load(artefacts_dir(config("cpu")) / "segmenter.npz")
-    photos = DEMO / "testB"
 
     def everything(device: str, out):
         G = load_translator(state, device)
@@ -226,8 +227,8 @@ def test_tiled_translation_evaluation_entropies_and_tsne_on_the_device(straight,
         written = translate_folder(G, paintings, out, tile=64, progress=False)  # 256 px: 25 tiles an image
         sets = [("painting", "-", paintings), ("photo", "-", photos), ("generated", "Art2Real", out)]
         return {"images": [np.asarray(Image.open(p)) for p in written],
-                "evaluate": evaluate(out, photos, ("fid", "kid", "entropy"), size=64, device=device,
-                                     progress=False),
+                # FID's 2048-d matrix square root runs on the host from the same features as KID: left out
+                "evaluate": evaluate(out, photos, ("kid", "entropy"), size=64, device=device, progress=False),
                 "classification": classification_entropy(out, size=64, device=device),
                 "segmentation": segmentation_entropy(out, segmenter, size=64, device=device),
                 "detection": detection_entropy(out, size=64, device=device),
@@ -238,12 +239,12 @@ def test_tiled_translation_evaluation_entropies_and_tsne_on_the_device(straight,
         on_cuda = everything("cuda", tmp_path / "cuda")
     assert len(on_cuda["images"]) == 3
     assert all(np.array_equal(a, b) for a, b in zip(on_cpu["images"], on_cuda["images"]))
-    for key in ("fid", "kid", "kid_std", "classification_entropy"):
+    for key in ("kid", "kid_std", "classification_entropy"):
         assert on_cuda["evaluate"][key] == on_cpu["evaluate"][key], key
     for key in ("classification", "segmentation", "detection"):
         assert on_cuda[key] == on_cpu[key], key
     assert np.isfinite(on_cuda["segmentation"].value)
-    assert on_cuda["tsne"].equals(on_cpu["tsne"]) and len(on_cuda["tsne"]) == 3 + len(list(photos.iterdir())) + 3
+    assert on_cuda["tsne"].equals(on_cpu["tsne"]) and len(on_cuda["tsne"]) == 9
 
 
 def test_the_random_stream_of_the_gpu_a_run_used_continues_on_the_gpu_it_moves_to():

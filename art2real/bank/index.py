@@ -20,6 +20,7 @@ import threading
 import faiss
 import numpy as np
 
+from ..config import cuda_index
 from .patches import to_unit
 
 log = logging.getLogger(__name__)
@@ -129,14 +130,6 @@ def parameter_space(index):
     return faiss.GpuParameterSpace() if is_gpu_index(index) else faiss.ParameterSpace()
 
 
-def gpu_id(device) -> int | None:
-    """The GPU a device names (``cuda`` = the current one, ``cuda:1`` = GPU 1), None for the CPU. FAISS and torch
-    number GPUs alike (both follow CUDA_VISIBLE_DEVICES)."""
-    from ..config import cuda_index
-
-    return cuda_index(device)
-
-
 _GPU_RESOURCES: dict[int, object] = {}  # one StandardGpuResources per GPU and process, kept alive
 _GPU_LOCK = threading.Lock()  # banks load lazily, in the retrieval thread as well as the main one
 
@@ -144,7 +137,7 @@ _GPU_LOCK = threading.Lock()  # banks load lazily, in the retrieval thread as we
 def to_gpu(index: faiss.Index, device="cuda") -> faiss.Index:
     """The index on the GPU of ``device`` when that is a CUDA device, FAISS has GPU support (faiss-gpu) and sees
     that GPU; otherwise, or when the index type has no GPU version, the index unchanged (CPU search)."""
-    gpu = gpu_id(device)
+    gpu = cuda_index(device)  # as torch places tensors; FAISS numbers GPUs alike (both follow CUDA_VISIBLE_DEVICES)
     if gpu is None or not hasattr(faiss, "StandardGpuResources"):
         return index
     count = faiss.get_num_gpus()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import cuda_index
 from ..data.dataset import ImageFolder
 from ..data.images import file_stamp, list_images
 from ..io import atomic_path, write_json
@@ -144,9 +145,7 @@ class MemoryBanks:
 
 def _device_name(device) -> str:
     """``cuda`` resolved to the current GPU now (in the thread that builds the banks), as torch places tensors."""
-    from .index import gpu_id
-
-    gpu = gpu_id(device)
+    gpu = cuda_index(device)
     return "cpu" if gpu is None else f"cuda:{gpu}"
 
 

@@ -7,8 +7,8 @@ augmentation depend only on (seed, epoch, position), so a run killed mid-epoch a
 weights as one that was never interrupted: bit for bit on the CPU. On CUDA, ``train.deterministic`` makes
 convolutions, matrix products and index_add deterministic, but the backward of reflection padding (in every
 generator) has no deterministic CUDA kernel (torch warns): two CUDA runs, resumed or not, differ in the last bits
-from the first step on, and drift apart as training goes on. A run may resume on another device (``device`` is free on resume): it warns, and the random stream
-of the GPU it used continues on the GPU it moves to.
+from the first step on, and drift apart as training goes on. A run may resume on another device (``device`` is
+free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves to.
 
 A run folder is trained by one process at a time (a lock names the holder). Resuming with other settings stops
 and lists the differences unless forced; ``config.yaml`` always describes what the run does. Starting over
@@ -127,7 +127,8 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "method": self.method.state_dict(), "translator": self.method.translator_state(),
-                "rng": rng_state(), "device": _device_name(self.device), "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
+                "rng": rng_state(), "device": _device_name(self.device), "epoch": self.epoch,
+                "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "history": self.history, "config": to_dict(self.cfg)}
 
