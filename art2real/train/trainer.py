@@ -4,11 +4,15 @@ A method (art2real.methods) owns its networks, optimisers and losses and does on
 everything around it. Everything a resumed run needs is in the checkpoint: the method's whole state, the RNG
 states, the epoch / iteration counters, the early-stopping state and the resolved config. Data order and
 augmentation depend only on (seed, epoch, position), so a run killed mid-epoch and resumed ends with the same
-weights as one that was never interrupted: bit for bit on the CPU. On CUDA, ``train.deterministic`` makes
-convolutions, matrix products and index_add deterministic, but the backward of reflection padding (in every
-generator) has no deterministic CUDA kernel (torch warns): two CUDA runs, resumed or not, differ in the last bits
-from the first step on, and drift apart as training goes on. A run may resume on another device (``device`` is
-free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves to.
+weights as one that was never interrupted: bit for bit on the CPU. On CUDA, kernels such as cuDNN's
+convolutions and the backward of reflection padding sum in an order that varies from run to run, so two CUDA
+runs, resumed or not, differ in the last bits and drift apart. ``train.deterministic`` switches torch to
+deterministic kernels (convolutions, matrix products, index_add) and the kit's reflection padding to a form
+built from slices (``art2real.nn.networks.ReflectionPad2d``, since torch has no deterministic CUDA kernel for its
+backward); with it every op of the Cycle-GAN / Art2Real step is deterministic as listed by torch, which is
+expected to make CUDA resume exact too (not yet checked on a GPU). A run may resume on another device
+(``device`` is free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves
+to.
 
 A run folder is trained by one process at a time (a lock names the holder). Resuming with other settings stops
 and lists the differences unless forced; ``config.yaml`` always describes what the run does. Starting over
