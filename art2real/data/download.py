@@ -3,8 +3,9 @@
 - Progress bar (tqdm), retries on transfer errors, resumption from a ``.part`` file with an HTTP Range request.
 - Cached files are keyed by their URL (a hash of it before the file name): two URLs that end in the same name
   (the authors' and CycleGAN's ``monet2photo.zip``, a dataset and a checkpoint) never share a file.
-- The sha256 of a file is recorded in ``<cache>/sha256.json`` only after the file verified (an archive opens
-  and its members read back whole; a checkpoint loads); later fetches check it. A file that fails is deleted,
+- The sha256 of a file is recorded in ``<cache>/sha256.json`` only after the file verified (an archive opens,
+  is within the extraction limits below, and its members read back whole; a checkpoint loads); later fetches
+  check it. A file that fails is deleted,
   so the retry the message suggests downloads it afresh.
 - Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices) and
   archives that would unpack to more than ``ART2REAL_MAX_EXTRACT_GB`` (default 200) or more than
@@ -89,6 +90,7 @@ class ResumableDownloader:
                 if total and got < total:
                     raise requests.exceptions.ChunkedEncodingError(f"connection closed at {got} of {total} bytes")
         shutil.copyfile(self.part, output_file)
+        follow_umask(output_file)  # pooch's temporary file is 0600, and it becomes the cached file
         self.part.unlink()
 
 
@@ -109,6 +111,9 @@ def verify_file(path: Path) -> None:
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as z:
+                # the sizes the archive declares bound what reading it gives (zipfile stops there), so a bomb is
+                # refused before its members are decompressed
+                _check_limits(path, sum(i.file_size for i in z.infolist()))
                 bad = z.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise ValueError(f"not a readable zip archive ({e})") from None
@@ -117,8 +122,11 @@ def verify_file(path: Path) -> None:
     elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
         try:
             with tarfile.open(path) as t:
+                total = 0
                 for member in t:
                     if member.isfile():
+                        total += member.size
+                        _check_limits(path, total)
                         t.extractfile(member).read()
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ValueError(f"not a readable tar archive ({e})") from None
@@ -187,13 +195,18 @@ def extraction_limits() -> tuple[int, float]:
     return int(gb * 1e9), float(os.environ.get("ART2REAL_MAX_EXTRACT_RATIO", 100))
 
 
-def _check_size(archive: Path, total: int, target: Path) -> None:
+def _check_limits(archive: Path, total: int) -> None:
+    """Refuse an archive that unpacks to ``total`` bytes when that is over the limits (a zip bomb)."""
     max_bytes, max_ratio = extraction_limits()
     packed = max(archive.stat().st_size, 1)
     if total > max_bytes or total > max_ratio * packed:
         raise UnsafeArchive(f"{archive} would unpack to {total / 1e9:.2f} GB, {total / packed:.0f} times its size "
                             f"(limits: {max_bytes / 1e9:g} GB, ratio {max_ratio:g}); refused as a possible zip bomb. "
                             "Raise ART2REAL_MAX_EXTRACT_GB / ART2REAL_MAX_EXTRACT_RATIO if you trust it.")
+
+
+def _check_size(archive: Path, total: int, target: Path) -> None:
+    _check_limits(archive, total)
     free = shutil.disk_usage(target).free
     if total > free:
         raise DownloadError(f"{archive} unpacks to {total / 1e9:.2f} GB but {target} has {free / 1e9:.2f} GB free")
