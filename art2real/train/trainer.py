@@ -14,6 +14,7 @@ and lists the differences unless forced; ``config.yaml`` always describes what t
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import time
@@ -90,6 +91,7 @@ class Trainer:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.run_dir = Path(run_dir) if run_dir else Run.of(cfg).dir
+        RunLock(self.run_dir).check()  # another trainer on this run: stop before building anything
         self.root = check_dataset(cfg)
         d = cfg.data
         self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
@@ -240,8 +242,14 @@ class Trainer:
         entries = [p for p in self.run_dir.iterdir() if p.name != "train.lock"] if self.run_dir.exists() else []
         if not entries:
             return
-        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        aside.mkdir(parents=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}")
+        for n in itertools.count(2):  # started over twice within a second: never merge two old runs
+            try:
+                aside.mkdir(parents=True)
+                break
+            except FileExistsError:
+                aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}-{n}")
         for p in entries:
             os.replace(p, aside / p.name)
         log.warning("starting %s over; its previous contents are in %s", self.run_dir, aside)
@@ -251,6 +259,10 @@ class Trainer:
         if not changes:
             return
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        if "method" in changes:  # another method's networks may load (Art2Real = Cycle-GAN + a loss): still another run
+            raise ConfigError(f"{self.run_dir} is a {saved['method']} run; it cannot continue as {self.cfg.method} "
+                              f"(not even with --force):\n{lines}\nTrain {self.cfg.method} in its own run folder, or "
+                              "start this one over with --no-resume (the old run is kept aside).")
         if not force:
             raise ConfigError(f"{self.run_dir} was trained with other settings:\n{lines}\nResume with the run's own "
                               f"settings ({self.run_dir / 'config.yaml'}), start over with --no-resume (the old run "
