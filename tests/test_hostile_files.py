@@ -10,11 +10,11 @@ import torch
 from art2real import pretrained
 from art2real.data import download as dl
 from art2real.data import registry
-from art2real.data.download import DownloadError, UnsafeArchive, extract, fetch
+from art2real.data.download import UnsafeArchive, extract, fetch
 from art2real.nn.networks import ResnetGenerator
 from art2real.translate import load_translator
 
-from .hostile import cli, one_error_line, hostile_pickle, modes, random_png, smoke_train, zeros_zip, zip_of
+from .hostile import cli, hostile_pickle, modes, one_error_line, random_png, smoke_train, zeros_zip, zip_of
 from .test_download import Files, dataset_zip, server  # noqa: F401  (the local HTTP server fixture)
 
 
@@ -112,15 +112,15 @@ def test_d2_a_bad_first_download_is_retried_afresh(toy, capsys):
     book = dl.cache_dir() / "downloads" / "sha256.json"
     assert not book.exists() or toy.url not in json.loads(book.read_text())  # no hash of the bad file
     Files.files["/toy2photo.zip"] = dataset_zip()  # the server is fixed; the user retries
-    code, out, _ = cli(capsys, "data", "download", "toy2photo")
+    code, _, _ = cli(capsys, "data", "download", "toy2photo")
     assert code == 0 and sorted(p.name for p in toy.path().iterdir()) == ["testA", "testB", "trainA", "trainB"]
     cached = dl.cache_dir() / "downloads" / dl.cache_name(toy.url)
     assert json.loads(book.read_text())[toy.url] == dl.sha256(cached)
 
 
 # ------------------------------------------------------------------------------------------------ D14
-def test_d14_dataset_and_release_of_the_same_file_name_do_not_share_a_cache_file(server, tmp_path, painting,
-                                                                               capsys, monkeypatch):  # noqa: F811
+def test_d14_dataset_and_release_of_the_same_file_name_do_not_share_a_cache_file(server, tmp_path, painting,  # noqa: F811
+                                                                               capsys, monkeypatch):
     monkeypatch.setenv("ART2REAL_HOME", str(tmp_path / "home"))
     monkeypatch.setitem(registry.DATASETS, "monet2photo", registry.Setting(
         "monet2photo", "Monet", f"{server}/datasets/monet2photo.zip", "Monet (test server)", 4))
