@@ -19,7 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -395,14 +395,14 @@ def pick_device(name: str = "auto", require: bool = True):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RuntimeError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if require and device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
-            raise RuntimeError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
-                               "use device=cpu or auto")
+            raise DeviceError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
+                              "use device=cpu or auto")
     return device
 
 

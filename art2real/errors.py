@@ -22,5 +22,9 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be used: corrupt, from another run, or holding code instead of plain data."""
 
 
+class DeviceError(UserError, RuntimeError):
+    """The device asked for is not a device, or this machine does not have it."""
+
+
 class RunLocked(UserError, RuntimeError):
     """Another process is training into the same run folder."""

@@ -44,7 +44,11 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
     if "translator" in state and "config" in state:
         cfg = from_dict(state["config"])
         net = methods.get(cfg.method).build_translator(cfg)
-        net.load_state_dict(state["translator"])
+        try:
+            net.load_state_dict(state["translator"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{name}: its translator does not fit its own config ({str(e).splitlines()[0]})"
+                                  ) from None
     else:
         if "G" in state and isinstance(state["G"], dict):  # a checkpoint of the first release: G was the generator
             state = state["G"]
@@ -52,6 +56,12 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
             net = methods.get(method or "cyclegan").load_official(state, name)
         except KeyError as e:
             raise ConfigError(e.args[0]) from None
+        except ConfigError:
+            raise
+        except (ValueError, RuntimeError, AttributeError) as e:  # not a generator of that layout
+            layout = method or "cyclegan"
+            raise CheckpointError(f"{name} is not a {layout} generator file: {e}"
+                                  + ("" if method else " (--method names another layout)")) from None
     return net.to(device).eval()
 
 

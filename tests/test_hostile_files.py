@@ -96,6 +96,21 @@ def test_d1_official_cyclegan_layout_state_dicts_still_load(tmp_path, painting, 
     assert code == 0 and "1 image(s) written" in out and (tmp_path / "out" / "p.png").exists()
 
 
+@pytest.mark.parametrize("state, message", [
+    ({"foo": torch.zeros(3)}, "is not a cyclegan generator file"),
+    ({k: v for k, v in ResnetGenerator(ngf=8, n_blocks=2).state_dict().items() if k != "model.1.bias"},
+     "does not match the network architecture"),
+    ({"model.1.weight": "not a tensor"}, "is not a cyclegan generator file"),
+    (torch.zeros(3), "holds a Tensor, not a checkpoint"),
+], ids=["other-dict", "missing-key", "not-tensors", "tensor"])
+def test_files_that_are_not_generators_are_user_errors(tmp_path, painting, capsys, state, message):
+    torch.save(state, tmp_path / "g.pth")
+    code, _, err = cli(capsys, "translate", "--checkpoint", tmp_path / "g.pth", "--input", painting, "--output",
+                       tmp_path / "out")
+    assert code == 2 and one_error_line(err) and message in err and "g.pth" in err
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------------ D2
 @pytest.fixture
 def toy(server, monkeypatch, tmp_path):  # noqa: F811

@@ -158,6 +158,16 @@ def test_images_too_small_for_the_generator_are_skipped_and_counted(generator, t
     assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["ok.png"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_on_a_machine_without_it_is_a_user_error(generator, tiny_dataset, tmp_path, capsys):
+    random_png(tmp_path / "a.png")
+    for argv in (["translate", "--checkpoint", generator, "--input", tmp_path / "a.png", "--output", tmp_path / "o"],
+                 ["train", "--dataset", tiny_dataset, "--preset", "smoke", "--run-dir", tmp_path / "run"]):
+        code, _, err = cli(capsys, *argv, "--device", "cuda")
+        assert code == 2 and one_error_line(err) and "0 CUDA device(s)" in err and "cpu" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------------------------ D11
 def test_d11_notebook_parameter_out_of_range_stops_before_compute(tmp_path, monkeypatch):
     import papermill as pm
