@@ -8,7 +8,10 @@ from PIL import Image
 from art2real.config import get_config
 from art2real.nn.networks import ResnetGenerator
 from art2real.segment.base import BACKGROUND
+from art2real.segment.masks import segment_folder
 from art2real.semantic import fit_segmenter, masks_dir, painting_masks
+from art2real.train.checkpoint import load_checkpoint
+from art2real.train.trainer import Trainer
 
 from .conftest import DEMO, REPO
 from .hostile import (
@@ -74,20 +77,40 @@ def test_d3_a_png_claiming_ten_gigapixels_is_skipped_and_named_everywhere(tiny_d
 
 
 # ------------------------------------------------------------------------------------------------ D6
-def test_d6_masks_follow_added_and_removed_paintings(tiny_dataset):
+def test_d6_masks_follow_added_removed_and_changed_paintings(tiny_dataset, tmp_path):
     cfg = get_config("smoke", {"data.dataset": str(tiny_dataset)})
     segmenter = fit_segmenter(cfg, progress=False)
     first = painting_masks(cfg, segmenter, progress=False)
     assert sorted(first) == [f"trainA_{i}.png" for i in range(4)]
     random_png(tiny_dataset / "trainA" / "added.png", (80, 64), seed=42)
     (tiny_dataset / "trainA" / "trainA_1.png").unlink()
+    random_png(tiny_dataset / "trainA" / "trainA_2.png", seed=99)  # repainted in place
     second = painting_masks(cfg, segmenter, progress=False)
     assert sorted(second) == ["added.png", "trainA_0.png", "trainA_2.png", "trainA_3.png"]
     assert (second["added.png"] != BACKGROUND).any()  # computed, not taken as all background
-    assert all(np.array_equal(second[k], first[k]) for k in ("trainA_0.png", "trainA_2.png", "trainA_3.png"))
+    scratch = segment_folder(segmenter, tiny_dataset / "trainA", tmp_path / "scratch", 32, progress=False)
+    assert all(np.array_equal(second[k], scratch[k]) for k in scratch)  # the same as labelling from scratch
     folder = masks_dir(cfg, "trainA")
     assert not (folder / "trainA_1.png.png").exists() and not (folder / "overlays" / "trainA_1.png.jpg").exists()
-    assert (folder / "added.png.png").exists()
+
+
+def test_d6_a_resumed_run_whose_masks_came_from_g_of_x_gets_masks_for_added_paintings(tiny_dataset, tmp_path):
+    settings = {"data.dataset": str(tiny_dataset), "cx.mask_schedule": "paper", "cx.mask_start": 1,
+                "data.max_images": 2}  # epochs of 2 iterations
+    run = tmp_path / "run"
+    cfg = get_config("smoke", {**settings, "train.max_iterations": 3})  # epoch 2 starts with masks from G(x)
+    Trainer(cfg, run, progress=False).fit(progress=False)
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")["method"]["context"]
+    assert saved["masks_from"] == "G(x) at epoch 1" and "trainA_1.png" in saved["masks"]
+    random_png(tiny_dataset / "trainA" / "added.png", (80, 64), seed=42)
+    (tiny_dataset / "trainA" / "trainA_1.png").unlink()
+    resumed = Trainer(get_config("smoke", {**settings, "train.max_iterations": 4}), run, progress=False)
+    resumed.fit(progress=False)
+    masks = resumed.method.context.masks
+    assert sorted(masks) == ["added.png", "trainA_0.png", "trainA_2.png", "trainA_3.png"]
+    own = painting_masks(cfg, resumed.method.context.segmenter, progress=False)["added.png"]
+    assert torch.equal(masks["added.png"], torch.from_numpy(own).long()) and (masks["added.png"] != BACKGROUND).any()
+    assert torch.equal(masks["trainA_0.png"], saved["masks"]["trainA_0.png"].long())  # G(x) masks kept
 
 
 # ------------------------------------------------------------------------------------------------ D8
