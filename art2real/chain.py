@@ -75,7 +75,7 @@ def stage_config(artist: str, preset: str = "auto", method: str = "art2real", se
     for name, value, kind in (("artist", artist, str), ("preset", preset, str), ("method", method, str),
                               ("seed", seed, int), ("epochs", epochs, int)):
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
+            raise ConfigError(f"parameter {name} must be {'an int' if kind is int else 'a string'}, got {value!r}")
     if preset not in PRESETS:
         raise ConfigError(f"parameter preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if seed < 0 or epochs < 0:

@@ -198,14 +198,18 @@ def test_extraction_limits_can_be_raised(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ umask
 @pytest.mark.parametrize("mask", [0o022, 0o002])
-def test_downloads_and_extracted_folders_follow_the_umask(toy, mask, server):  # noqa: F811
+def test_downloads_and_extracted_folders_follow_the_umask(toy, mask, server, monkeypatch):  # noqa: F811
     Files.files["/toy2photo.zip"] = dataset_zip()
     Files.files["/a.pth"] = _state_bytes(ResnetGenerator(ngf=4, n_blocks=1).state_dict())
+    Files.files["/ckpt/monet2photo.zip"] = zip_of({"monet2photo/latest_net_G_A.pth": Files.files["/a.pth"]})
+    monkeypatch.setitem(pretrained.RELEASES, "art2real_monet", pretrained.Release(
+        "art2real_monet", f"{server}/ckpt/monet2photo.zip", "art2real", "monet2photo"))
     old = os.umask(mask)
     try:
         root = dl.download("toy2photo", progressbar=False)
         fetch(f"{server}/a.pth", progressbar=False)
+        pretrained.fetch_release("art2real_monet", progressbar=False)
     finally:
         os.umask(old)
-    for folder in (root, dl.cache_dir() / "downloads"):
+    for folder in (root, dl.cache_dir() / "downloads", dl.cache_dir() / "pretrained"):
         assert modes(folder) == {"files": {0o666 & ~mask}, "dirs": {0o777 & ~mask}}, folder

@@ -64,6 +64,15 @@ def test_d4_resume_with_other_settings_stops_then_continues_when_forced(tiny_dat
     assert state["method"]["schedulers"]["G"]["base_lrs"] == [0.5]
 
 
+def test_d4_a_forced_change_that_cannot_apply_is_not_recorded(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert smoke_train(capsys, tiny_dataset, run)[0] == 0
+    saved = (run / "config.yaml").read_text()
+    code, _, err = smoke_train(capsys, tiny_dataset, run, "--set", "model.ngf=8", "--force", iterations=2)
+    assert code == 2 and "does not fit these settings" in err
+    assert (run / "config.yaml").read_text() == saved and not (run / "config_changes.yaml").exists()
+
+
 def test_d4_forcing_another_method_into_a_run_is_refused(tiny_dataset, tmp_path, capsys):
     from art2real.methods.cyclegan import CycleGAN
 

@@ -159,8 +159,9 @@ class Trainer:
             found = load_latest(self.checkpoints) if resume else None
             if found is not None:
                 state, path = found
-                self._accept_settings(state["config"], state["iteration"], force)
+                changes = self._accept_settings(state["config"], force)
                 self.load_state_dict(state)
+                self._record_changes(changes, state["iteration"])  # only once they apply
                 log.info("resumed %s from %s at epoch %d, iteration %d", self.run_dir, path.name, self.epoch,
                          self.iteration)
             save_config(self.cfg, self.run_dir / "config.yaml")
@@ -254,10 +255,11 @@ class Trainer:
             os.replace(p, aside / p.name)
         log.warning("starting %s over; its previous contents are in %s", self.run_dir, aside)
 
-    def _accept_settings(self, saved: dict, iteration: int, force: bool) -> None:
+    def _accept_settings(self, saved: dict, force: bool) -> dict[str, tuple]:
+        """The settings that differ from the run's, when they may; else a ConfigError that lists them."""
         changes = config_changes(saved, to_dict(self.cfg))
         if not changes:
-            return
+            return changes
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
         if "method" in changes:  # another method's networks may load (Art2Real = Cycle-GAN + a loss): still another run
             raise ConfigError(f"{self.run_dir} is a {saved['method']} run; it cannot continue as {self.cfg.method} "
@@ -267,6 +269,13 @@ class Trainer:
             raise ConfigError(f"{self.run_dir} was trained with other settings:\n{lines}\nResume with the run's own "
                               f"settings ({self.run_dir / 'config.yaml'}), start over with --no-resume (the old run "
                               "is kept aside), or continue with the new settings with --force.")
+        return changes
+
+    def _record_changes(self, changes: dict[str, tuple], iteration: int) -> None:
+        """Append the settings a forced resume changed to ``config_changes.yaml``."""
+        if not changes:
+            return
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
         log.warning("continuing %s with changed settings:\n%s", self.run_dir, lines)
         history = self.run_dir / "config_changes.yaml"
         entries = yaml.safe_load(history.read_text()) if history.exists() else []
