@@ -133,6 +133,17 @@ def test_d2_a_bad_first_download_is_retried_afresh(toy, capsys):
     assert json.loads(book.read_text())[toy.url] == dl.sha256(cached)
 
 
+def test_downloading_over_an_incomplete_dataset_folder_keeps_what_it_held(toy, capsys):
+    Files.files["/toy2photo.zip"] = dataset_zip()
+    mine = toy.path() / "trainA" / "mine.png"
+    mine.parent.mkdir(parents=True)
+    painted = random_png(mine).read_bytes()  # put there by hand, as the message about a missing dataset suggests
+    assert cli(capsys, "data", "download", "toy2photo")[0] == 0
+    assert sorted(p.name for p in toy.path().iterdir()) == ["testA", "testB", "trainA", "trainB"]
+    kept = list(toy.path().parent.glob("toy2photo.replaced-*/trainA/mine.png"))
+    assert len(kept) == 1 and kept[0].read_bytes() == painted
+
+
 # ------------------------------------------------------------------------------------------------ D14
 def test_d14_dataset_and_release_of_the_same_file_name_do_not_share_a_cache_file(server, tmp_path, painting,  # noqa: F811
                                                                                capsys, monkeypatch):

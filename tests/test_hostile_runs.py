@@ -203,6 +203,14 @@ def test_a_second_training_of_a_run_stops_at_once_naming_the_holder(tiny_dataset
     assert smoke_train(capsys, tiny_dataset, run)[0] == 0  # the lock went with its holder
 
 
+def test_a_run_folder_that_is_a_file_is_a_user_error(tiny_dataset, tmp_path, capsys):
+    (tmp_path / "taken").write_text("not a folder")
+    for run in (tmp_path / "taken", tmp_path / "taken" / "run"):
+        code, _, err = smoke_train(capsys, tiny_dataset, run)
+        assert code == 2 and one_error_line(err) and "is a file" in err
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
 def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_run(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     assert smoke_train(capsys, tiny_dataset, run)[0] == 0

@@ -12,6 +12,8 @@
   ``ART2REAL_MAX_EXTRACT_RATIO`` (default 100) times their own size (a zip bomb); a truncated or corrupt archive
   is an error and leaves nothing half-extracted (extraction goes to a temporary folder that is renamed into
   place only when complete).
+- An incomplete dataset folder that a download completes is moved aside (``<name>.replaced-<time>``), not
+  deleted: it may hold images put there by hand.
 - Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with
   a message naming the URL and the folder to fill by hand.
 """
@@ -25,6 +27,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -256,6 +259,20 @@ def _find_split_root(folder: Path) -> Path:
     raise DownloadError(f"no folder with {'/'.join(SPLITS)} found in the archive extracted at {folder}")
 
 
+def _set_aside(folder: Path) -> None:
+    """An incomplete dataset folder may hold images a user put there by hand: keep them beside it."""
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.replaced-{stamp}")
+    n = 2
+    while aside.exists():
+        aside, n = folder.with_name(f"{folder.name}.replaced-{stamp}-{n}"), n + 1
+    os.replace(folder, aside)
+    log.warning("%s was incomplete; what it held is now in %s", folder, aside)
+
+
 def download(name: str, retries: int = 3, progressbar: bool = True, root: Path | None = None) -> Path:
     """Download and normalise a setting to ``data/<name>/{trainA,trainB,testA,testB}``; a no-op when present."""
     setting: Setting = get_setting(name)
@@ -275,7 +292,7 @@ def download(name: str, retries: int = 3, progressbar: bool = True, root: Path |
         for split in SPLITS:
             os.replace(found / split, tmp / split)
         if target.exists():
-            shutil.rmtree(target)
+            _set_aside(target)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

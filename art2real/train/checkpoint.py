@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, RunLocked
+from ..errors import CheckpointError, ConfigError, RunLocked
 from ..io import atomic_path, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,9 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
             return
+        except NotADirectoryError:
+            raise ConfigError(f"the run folder {self.path.parent} cannot be used: it, or a folder above it, is a "
+                              "file; give another run folder") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
