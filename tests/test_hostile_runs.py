@@ -214,10 +214,10 @@ def test_a_run_folder_that_is_a_file_is_a_user_error(tiny_dataset, tmp_path, cap
 def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_run(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     assert smoke_train(capsys, tiny_dataset, run)[0] == 0
-    stale = run / "checkpoints" / ".last.pt.x1y2z3.tmp"  # what atomic_path leaves when killed mid-write
-    stale.write_bytes(b"half a checkpoint")
+    (run / "checkpoints" / ".last.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")  # left by a kill mid-write
+    (run / ".config.yaml.a1b2c3.tmp").write_text("preset: sm")
     assert smoke_train(capsys, tiny_dataset, run, iterations=2)[0] == 0
-    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert not list(run.rglob(".*.tmp"))
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
 
 

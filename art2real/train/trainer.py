@@ -154,8 +154,9 @@ class Trainer:
         with RunLock(self.run_dir):
             if not resume:
                 self._set_aside()
-            if self.checkpoints.exists():
-                remove_stale_temporaries(self.checkpoints)
+            for folder in (self.checkpoints, self.run_dir):  # config.yaml and losses.csv are written atomically too
+                if folder.exists():
+                    remove_stale_temporaries(folder)
             found = load_latest(self.checkpoints) if resume else None
             if found is not None:
                 state, path = found
