@@ -26,5 +26,9 @@ class DeviceError(UserError, RuntimeError):
     """The device asked for is not a device, or this machine does not have it."""
 
 
+class NotAGenerator(CheckpointError, ValueError):
+    """A file that loads as plain data but is not a generator of the layout asked for."""
+
+
 class RunLocked(UserError, RuntimeError):
     """Another process is training into the same run folder."""

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import methods
 from .config import from_dict
 from .data.images import ImageReport, UnreadableImage, load_rgb, scan_images, to_image, to_tensor
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, NotAGenerator
 from .train.checkpoint import load_checkpoint
 
 MIN_TILE = 64  # smaller tiles leave no room for the blending overlap
@@ -60,7 +60,7 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
             raise
         except (ValueError, RuntimeError, AttributeError) as e:  # not a generator of that layout
             layout = method or "cyclegan"
-            raise CheckpointError(f"{name} is not a {layout} generator file: {e}"
+            raise NotAGenerator(f"{name} is not a {layout} generator file: {e}"
                                   + ("" if method else " (--method names another layout)")) from None
     return net.to(device).eval()
 

@@ -79,6 +79,25 @@ def test_d1_releases_that_need_code_are_refused(server, tmp_path, painting, caps
     assert not book.exists() or f"{server}/cyclegan/monet2photo.pth" not in json.loads(book.read_text())
 
 
+def test_d1_the_chain_marks_a_release_that_needs_code_not_available(server, tmp_path, monkeypatch):  # noqa: F811
+    from art2real import chain
+
+    marker = tmp_path / "owned"
+    Files.files["/ckpt/monet2photo.zip"] = zip_of({"monet2photo/latest_net_G_A.pth": hostile_pickle(
+        tmp_path / "evil.pth", marker).read_bytes()})
+    monkeypatch.setitem(pretrained.RELEASES, "art2real_monet", pretrained.Release(
+        "art2real_monet", f"{server}/ckpt/monet2photo.zip", "art2real", "monet2photo"))
+    monkeypatch.setenv("ART2REAL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path / "results"))
+    for split in ("trainA", "trainB", "testA", "testB"):
+        (tmp_path / "home" / "data" / "monet2photo" / split).mkdir(parents=True)
+        random_png(tmp_path / "home" / "data" / "monet2photo" / split / "0.png")
+    table = chain.translate_stage(chain.stage_config("monet", "smoke", method="cyclegan", device="cpu"))
+    row = table.set_index("method").loc["art2real_monet"]
+    assert str(row["translated"]).startswith("not available") and "needs pickled code" in row["translated"]
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip-format", "legacy-format"])
 def test_d1_official_cyclegan_layout_state_dicts_still_load(tmp_path, painting, capsys, legacy):
     torch.manual_seed(0)
