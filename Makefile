@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARTIST ?= demo
 PRESET ?= auto
+# which FAISS build: cpu, or gpu on a CUDA machine (make setup FAISS=gpu, in a fresh VENV: the two builds
+# install the same `faiss` module)
+FAISS ?= cpu
 
 .PHONY: setup test test-slow demo paper lab benchmarks clean-results
 setup: $(VENV)/.installed
@@ -11,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[$(FAISS),test]"
 	touch $@
 
 # Debian packages some tests drive for real: a browser, a one-node Slurm cluster (installed when root).

@@ -30,7 +30,7 @@ from .runs import Run, release_translations, runs_of, setting_dir
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = ["00_data", "01_memory_banks", "02_train", "03_translate", "04_fid_table", "05_entropy", "06_tsne",
-             "07_qualitative"]
+             "07_qualitative", "08_user_study"]
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -300,6 +300,19 @@ def comparison_figure(cfg: Config, n: int = 6, split: str = "testA", seed: int |
             title = image_set.row + ("" if image_set.in_paper else "\n(not in the paper)")
             columns.append((title, {p.name: folder / names[p] for p in paintings if (folder / names[p]).exists()}))
     return figures.comparison_sheet(paintings[:n], columns)
+
+
+def study_sources(cfg: Config, seed: int | None = None, split: str = "testA") -> tuple[Path, str, dict[str, str]]:
+    """For the user study (notebook 08): (the test paintings, Art2Real's translations, {competitor row:
+    translations}) from the run layout, one seed. Without Art2Real translations: ("", the paper's competitors with
+    "" folders), which the study turns into clearly labelled stand-ins."""
+    paintings = dataset_root(cfg.data.dataset) / split
+    sets = {s.row: s for s in tables.method_sets(cfg, split, None if seed is None else [seed])
+            if s.of_paintings and s.folders and "(release" not in s.row}
+    ours = sets.pop("Art2Real", None)
+    if ours is None:
+        return paintings, "", {"Cycle-GAN": "", "UNIT": "", "DRIT": ""}
+    return paintings, str(ours.folders[0]), {row: str(s.folders[0]) for row, s in sets.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- 04-06

@@ -273,8 +273,15 @@ def _set_aside(folder: Path) -> None:
     log.warning("%s was incomplete; what it held is now in %s", folder, aside)
 
 
+def _unpack(url: str, staging: Path, retries: int, progressbar: bool, hand: str) -> Path:
+    """The folder with the four splits inside a downloaded archive."""
+    archive = fetch(url, retries=retries, progressbar=progressbar, fill_by_hand=hand)
+    return _find_split_root(extract(archive, staging))
+
+
 def download(name: str, retries: int = 3, progressbar: bool = True, root: Path | None = None) -> Path:
-    """Download and normalise a setting to ``data/<name>/{trainA,trainB,testA,testB}``; a no-op when present."""
+    """Download and normalise a setting to ``data/<name>/{trainA,trainB,testA,testB}``; a no-op when present.
+    A setting with ``photos_url`` takes its paintings from ``url`` and its photos from ``photos_url``."""
     setting: Setting = get_setting(name)
     target = Path(root) if root else setting.path()
     if not missing_splits(target):
@@ -283,17 +290,24 @@ def download(name: str, retries: int = 3, progressbar: bool = True, root: Path |
         raise DownloadError(f"{setting.name} is embedded in the repository but {target} is incomplete "
                             f"(missing {', '.join(missing_splits(target))}); restore it with git checkout")
     hand = f"unpack it so that {target}/{{{','.join(SPLITS)}}} exist (A = paintings, B = photos)"
-    archive = fetch(setting.url, retries=retries, progressbar=progressbar, fill_by_hand=hand)
-    staging = extract(archive, target.parent / f".{target.name}.extracted")
+    sources = {split: setting.url for split in SPLITS}
+    if setting.photos_url:
+        hand += f"; the photos (trainB, testB) come from {setting.photos_url}"
+        sources.update(trainB=setting.photos_url, testB=setting.photos_url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stagings = {}
     try:
-        found = _find_split_root(staging)
+        for i, url in enumerate(dict.fromkeys(sources.values())):
+            staging = target.parent / f".{target.name}.extracted-{i}"
+            stagings[url] = _unpack(url, staging, retries, progressbar, hand)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         follow_umask(tmp, directory=True)
-        for split in SPLITS:
-            os.replace(found / split, tmp / split)
+        for split, url in sources.items():
+            os.replace(stagings[url] / split, tmp / split)
         if target.exists():
             _set_aside(target)
         os.replace(tmp, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for staging in target.parent.glob(f".{target.name}.extracted-*"):
+            shutil.rmtree(staging, ignore_errors=True)
     return target
