@@ -227,7 +227,7 @@ def test_extraction_limits_can_be_raised(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ umask
-@pytest.mark.parametrize("mask", [0o022, 0o002])
+@pytest.mark.parametrize("mask", [0o022, 0o002], ids=["umask-022", "umask-002"])
 def test_downloads_and_extracted_folders_follow_the_umask(toy, mask, server, monkeypatch):  # noqa: F811
     Files.files["/toy2photo.zip"] = dataset_zip()
     Files.files["/a.pth"] = _state_bytes(ResnetGenerator(ngf=4, n_blocks=1).state_dict())

@@ -150,7 +150,8 @@ def test_translate_into_a_file_is_a_user_error(generator, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ D9
-@pytest.mark.parametrize("option", [("--tile", "2"), ("--tile", "-1"), ("--size", "-5"), ("--size", "2")])
+@pytest.mark.parametrize("option", [("--tile", "2"), ("--tile", "-1"), ("--size", "-5"), ("--size", "2")],
+                         ids=["tile-2", "tile-minus-1", "size-minus-5", "size-2"])
 def test_d9_absurd_tile_or_size_is_refused(generator, tmp_path, capsys, option):
     random_png(tmp_path / "a.png")
     code, _, err = cli(capsys, "translate", "--checkpoint", generator, "--input", tmp_path / "a.png", "--output",
@@ -202,14 +203,17 @@ def test_d11_notebook_parameter_out_of_range_stops_before_compute(tmp_path, monk
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("setting, message", [
+WRONG_SETTINGS = [
     ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1; got 0"),
     ("train.lr=abc", "train.lr must be float, got 'abc' (allowed: finite float >= 0.0)"),
     ("data.max_images=-1", "data.max_images must be >= 1; got -1 (null is allowed too)"),
     ("train.epochs_constant=1.5", "train.epochs_constant must be int, got 1.5 (allowed: int >= 0)"),
     ("train.lr=.nan", "train.lr must be float, got nan (allowed: finite float >= 0.0)"),
     ("train.val_metric=psnr", "train.val_metric must be one of fid, kid; got 'psnr'"),
-])
+]
+
+
+@pytest.mark.parametrize("setting, message", WRONG_SETTINGS, ids=[s for s, _ in WRONG_SETTINGS])
 def test_d11_wrong_settings_stop_before_compute_naming_key_and_allowed_values(tiny_dataset, tmp_path, capsys,
                                                                               monkeypatch, setting, message):
     monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path / "results"))

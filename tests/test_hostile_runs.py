@@ -222,7 +222,7 @@ def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_run(tiny
 
 
 # ------------------------------------------------------------------------------------------------ umask
-@pytest.mark.parametrize("mask", [0o022, 0o002])
+@pytest.mark.parametrize("mask", [0o022, 0o002], ids=["umask-022", "umask-002"])
 def test_results_and_checkpoints_follow_the_umask(tiny_dataset, tmp_path, capsys, mask):
     old = os.umask(mask)
     try:
