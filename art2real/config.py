@@ -19,7 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -301,17 +301,29 @@ def _check_fields(obj, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             _check_fields(value, f"{key}.")
             continue
+        low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
+                                          f"<= {high}" if high is not None else "") if b)
+        optional = type(None) in get_args(hints[f.name])
         if not _type_ok(value, hints[f.name]):
-            raise ConfigError(f"{key} must be {_type_name(hints[f.name])}, got {value!r}")
+            raise ConfigError(f"{key} must be {_type_name(hints[f.name])}, got {value!r}"
+                              + _allowed(hints[f.name], bounds, choices, optional))
         if value is None or isinstance(value, (bool, tuple)):
             continue
-        low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
-            bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
-                                              f"<= {high}" if high is not None else "") if b)
-            raise ConfigError(f"{key} must be {bounds}; got {value!r}")
+            raise ConfigError(f"{key} must be {bounds}; got {value!r}" + (" (null is allowed too)" if optional else ""))
+
+
+def _allowed(hint, bounds: str, choices, optional: bool) -> str:
+    """" (allowed: ...)" for a type error, when the field also has a range or choices."""
+    if not bounds and not choices:
+        return ""
+    kinds = [a for a in get_args(hint) if a is not type(None)] or [hint]
+    base = " or ".join("finite float" if k is float else _type_name(k) for k in kinds)
+    text = f"one of {', '.join(map(str, choices))}" if choices else f"{base} {bounds}"
+    return f" (allowed: {text}{' or null' if optional else ''})"
 
 
 def validate(cfg: Config) -> None:
@@ -383,14 +395,14 @@ def pick_device(name: str = "auto", require: bool = True):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RuntimeError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if require and device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
-            raise RuntimeError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
-                               "use device=cpu or auto")
+            raise DeviceError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
+                              "use device=cpu or auto")
     return device
 
 

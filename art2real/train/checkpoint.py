@@ -18,11 +18,12 @@ import socket
 import time
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, RunLocked
+from ..errors import CheckpointError, ConfigError, RunLocked
 from ..io import atomic_path, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -136,28 +137,57 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 class RunLock:
     """An exclusive lock on a run folder, held while training; ``with RunLock(run_dir): ...``."""
 
+    # run folders this process holds: POSIX locks do not exclude their own process, and closing any descriptor
+    # of the lock file would release them
+    _held: ClassVar[set[str]] = set()
+
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / "train.lock"
         self._fd: int | None = None
 
+    def _refuse(self, holder: str) -> None:
+        raise RunLocked(f"{self.path.parent} is being trained by {holder or 'another process'} (it holds "
+                        f"{self.path}); wait for it to finish or stop it (the lock goes with the process)")
+
+    def check(self) -> None:
+        """Raise :class:`RunLocked` when the run is being trained now; holds nothing. A trainer calls it before
+        its expensive setup (memory banks), so a second one stops at once."""
+        if str(self.path.resolve()) in self._held:
+            self._refuse(f"this process (pid {os.getpid()})")
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            raise ConfigError(f"the run folder {self.path.parent} cannot be used: it, or a folder above it, is a "
+                              "file; give another run folder") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._refuse(os.pread(fd, 512, 0).decode(errors="replace").strip())
+        finally:
+            os.close(fd)  # also releases the probe's own lock
+
     def __enter__(self) -> "RunLock":
+        self.check()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # POSIX locks also hold on NFS
         except OSError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise RunLocked(f"{self.path.parent} is being trained by {holder}; wait for it to finish or stop it "
-                            "(the lock goes with the process)") from None
+            self._refuse(holder)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
                   .encode(), 0)
         self._fd = fd
+        self._held.add(str(self.path.resolve()))
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            self._held.discard(str(self.path.resolve()))
             os.ftruncate(self._fd, 0)
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -21,6 +21,7 @@ and lists the differences unless forced; ``config.yaml`` always describes what t
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import time
@@ -98,6 +99,7 @@ class Trainer:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.run_dir = Path(run_dir) if run_dir else Run.of(cfg).dir
+        RunLock(self.run_dir).check()  # another trainer on this run: stop before building anything
         self.root = check_dataset(cfg)
         d = cfg.data
         self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
@@ -170,13 +172,15 @@ class Trainer:
         with _deterministic(self.cfg.train.deterministic), RunLock(self.run_dir):
             if not resume:
                 self._set_aside()
-            if self.checkpoints.exists():
-                remove_stale_temporaries(self.checkpoints)
+            for folder in (self.checkpoints, self.run_dir):  # config.yaml and losses.csv are written atomically too
+                if folder.exists():
+                    remove_stale_temporaries(folder)
             found = load_latest(self.checkpoints) if resume else None
             if found is not None:
                 state, path = found
-                self._accept_settings(state["config"], state["iteration"], force)
+                changes = self._accept_settings(state["config"], force)
                 self.load_state_dict(state)
+                self._record_changes(changes, state["iteration"])  # only once they apply
                 log.info("resumed %s from %s at epoch %d, iteration %d", self.run_dir, path.name, self.epoch,
                          self.iteration)
             save_config(self.cfg, self.run_dir / "config.yaml")
@@ -258,21 +262,39 @@ class Trainer:
         entries = [p for p in self.run_dir.iterdir() if p.name != "train.lock"] if self.run_dir.exists() else []
         if not entries:
             return
-        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        aside.mkdir(parents=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}")
+        for n in itertools.count(2):  # started over twice within a second: never merge two old runs
+            try:
+                aside.mkdir(parents=True)
+                break
+            except FileExistsError:
+                aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}-{n}")
         for p in entries:
             os.replace(p, aside / p.name)
         log.warning("starting %s over; its previous contents are in %s", self.run_dir, aside)
 
-    def _accept_settings(self, saved: dict, iteration: int, force: bool) -> None:
+    def _accept_settings(self, saved: dict, force: bool) -> dict[str, tuple]:
+        """The settings that differ from the run's, when they may; else a ConfigError that lists them."""
         changes = config_changes(saved, to_dict(self.cfg))
         if not changes:
-            return
+            return changes
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        if "method" in changes:  # another method's networks may load (Art2Real = Cycle-GAN + a loss): still another run
+            raise ConfigError(f"{self.run_dir} is a {saved['method']} run; it cannot continue as {self.cfg.method} "
+                              f"(not even with --force):\n{lines}\nTrain {self.cfg.method} in its own run folder, or "
+                              "start this one over with --no-resume (the old run is kept aside).")
         if not force:
             raise ConfigError(f"{self.run_dir} was trained with other settings:\n{lines}\nResume with the run's own "
                               f"settings ({self.run_dir / 'config.yaml'}), start over with --no-resume (the old run "
                               "is kept aside), or continue with the new settings with --force.")
+        return changes
+
+    def _record_changes(self, changes: dict[str, tuple], iteration: int) -> None:
+        """Append the settings a forced resume changed to ``config_changes.yaml``."""
+        if not changes:
+            return
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
         log.warning("continuing %s with changed settings:\n%s", self.run_dir, lines)
         history = self.run_dir / "config_changes.yaml"
         entries = yaml.safe_load(history.read_text()) if history.exists() else []
