@@ -155,6 +155,9 @@ def test_d10_an_empty_last_pt_falls_back_to_previous_pt(tiny_dataset, tmp_path, 
     assert "last.pt is empty" in said and "resuming from" in said and "previous.pt" in said
     assert load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 3
     assert _iterations(run) == [1, 2, 3]  # iteration 2 redone from previous.pt, logged once
+    # the empty file was moved aside, so the good checkpoint it fell back to became previous.pt, not the empty one
+    assert load_checkpoint(run / "checkpoints" / "previous.pt")["iteration"] == 2
+    assert [p.stat().st_size for p in (run / "checkpoints").glob("last.pt.unreadable-*")] == [0]
 
 
 @pytest.mark.parametrize("last, previous", [(b"", b"\x00" * 100), (b"PK\x03\x04 truncated", b"")],

@@ -112,6 +112,11 @@ def load_latest(folder: str | Path) -> tuple[dict, Path] | None:
             continue
         if problems:
             log.warning("resuming from %s instead (%s)", path, "; ".join(problems))
+            # the unreadable last.pt moves aside: the next save must not rotate it into previous.pt, the only
+            # good checkpoint until then
+            broken = folder / "last.pt"
+            if broken.exists():
+                os.replace(broken, folder / f"last.pt.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
         return state, path
     if problems:
         raise CheckpointError("no checkpoint of this run can be read: " + "; ".join(problems)

@@ -38,7 +38,7 @@ from .. import methods
 from ..config import Config, cuda_index, pick_device, save_config, seed_everything, to_dict
 from ..data.dataset import EpochView, ImageFolder, UnpairedDataset
 from ..data.images import to_image
-from ..data.registry import dataset_root, missing_splits
+from ..data.registry import ARTISTS, DATASETS, dataset_root, missing_splits
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import write_text
 from ..runs import Run
@@ -56,10 +56,10 @@ def check_dataset(cfg: Config) -> Path:
     root = dataset_root(cfg.data.dataset)
     missing = missing_splits(root)
     if missing:
-        raise DataError(
-            f"dataset {cfg.data.dataset!r}: {root} is missing {', '.join(missing)}. "
-            f"Run `art2real data download {cfg.data.dataset}` or put the images in {root}/{{trainA,trainB,testA,testB}} "
-            "(A = paintings, B = photos).")
+        registered = str(cfg.data.dataset).lower() in ARTISTS or cfg.data.dataset in DATASETS
+        fix = f"Run `art2real data download {cfg.data.dataset}` or put" if registered else "Put"
+        raise DataError(f"dataset {cfg.data.dataset!r}: {root} is missing {', '.join(missing)}. {fix} the images in "
+                        f"{root}/{{trainA,trainB,testA,testB}} (A = paintings, B = photos).")
     return root
 
 
