@@ -32,6 +32,53 @@ def paper_net(name: str, sn: bool) -> nn.Module:
             "gen": lambda: D.Generator(3, 3, cfg.nz, 4 * cfg.enc_dim, cfg.gen_res)}[name]()
 
 
+# Outputs of the authors' networks (commit dbfa804, src/networks.py, run on CPU) at paper size, when state_dict entry
+# number i (in order) holds 0.05 * sin(0.37 k + i), k the flat index, and the input sin(0.37 k + offset):
+# [sum, sum of |.|, first two values]. Image discriminator with spectral norm, in training mode (one power iteration);
+# its "weight" buffers are left alone (theirs alias weight_orig, ours are unused in training).
+GOLDEN = {
+    "enc_c.forward_a": [7073.4363, 27644.902, 1.6234205, -0.68442547],
+    "enc_a.forward_b.mu": [0.15494449, 1.258344, -0.21076898, -0.18819338],
+    "enc_a.forward_b.logvar": [0.79659225, 1.1066518, 0.096520729, 0.17465849],
+    "gen.forward_b": [-12.163001, 29.249446, 0.0086092837, 0.0082146954],
+    "disA_sn.scale0": [1.5863294, 1.5863294, 0.099145576, 0.099145599],
+    "disA_sn.scale1": [0.25280683, 0.25280683, 0.063201733, 0.06320174],
+    "disA_sn.scale2": [0.093167216, 0.093167216, 0.093167216],
+    "disContent": [0.11491484, 0.11491484, 0.11491484]
+}
+
+
+def pattern(shape, offset, scale=1.0):
+    k = torch.arange(math.prod(shape), dtype=torch.float64)
+    return (scale * torch.sin(k * 0.37 + offset)).float().reshape(shape)
+
+
+def filled(net: nn.Module) -> nn.Module:
+    state = net.state_dict()
+    with torch.no_grad():
+        for i, (key, value) in enumerate(state.items()):
+            if key + "_orig" not in state:
+                value.copy_(pattern(value.shape, i, 0.05))
+    return net
+
+
+def test_paper_size_outputs_equal_the_authors_networks():
+    def check(name, t):
+        t = t.detach().double()
+        got = [t.sum().item(), t.abs().sum().item(), *t.flatten()[:2].tolist()][:len(GOLDEN[name])]
+        assert got == pytest.approx(GOLDEN[name], rel=1e-4, abs=1e-6), name
+
+    check("enc_c.forward_a", filled(paper_net("enc_c", True)).eval().forward_a(pattern((1, 3, 32, 32), 0.5)))
+    mu, logvar = filled(paper_net("enc_a", True)).forward_b(pattern((1, 3, 32, 32), 1.5))
+    check("enc_a.forward_b.mu", mu)
+    check("enc_a.forward_b.logvar", logvar)
+    gen = filled(paper_net("gen", True))
+    check("gen.forward_b", gen.forward_b(pattern((1, 256, 8, 8), 2.5), pattern((1, 8), 3.5)))
+    for i, out in enumerate(filled(paper_net("disA", True)).train()(pattern((1, 3, 64, 64), 4.5))):
+        check(f"disA_sn.scale{i}", out)
+    check("disContent", filled(paper_net("disContent", True))(pattern((1, 256, 54, 54), 5.5))[0])
+
+
 @pytest.mark.parametrize("sn", [False, True])
 def test_paper_size_parameter_counts_and_state_dict_layout_equal_the_authors(sn):
     section = OFFICIAL["spectral_norm" if sn else "no_spectral_norm"]
@@ -261,3 +308,18 @@ def test_one_iteration_in_the_authors_order_trains_every_network(mode_seeking):
     for name in D.NETWORKS:
         net = getattr(nets, name)
         assert all(not torch.equal(p, before[f"{name}.{k}"]) for k, p in net.named_parameters()), name
+
+
+def test_tiled_translation_of_one_painting_is_reproducible():
+    from art2real.translate import translate_tensor
+
+    torch.manual_seed(0)
+    nets = D.DritNets(TINY)
+    translator = D.DritTranslator(nets.enc_c, nets.gen, TINY.nz)
+    x = torch.rand(1, 3, 37, 53) * 2 - 1  # odd sides: translate_tensor pads to a multiple of 4
+    translator.reseed("cezanne_0042")
+    y = translate_tensor(translator, x, tile=24, overlap=8)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    translator.reseed("other")
+    translator.reseed("cezanne_0042")
+    assert torch.equal(translate_tensor(translator, x, tile=24, overlap=8), y)
