@@ -73,16 +73,18 @@ class DritConfig:
 
 
 # Scaled-down sizes for the kit's presets (values a preset changes; paper = DritConfig()). Step times on a 2-core
-# CPU are in results/benchmarks/drit.json (benchmarks/bench_drit.py). Crops keep the authors' 216/256 ratio where
-# the content discriminator allows it; its layers are cut so that its input (crop / 4) is large enough.
+# CPU are in results/benchmarks/drit.json (benchmarks/bench_drit.py): demo's full iteration costs 2x CycleGAN's demo
+# step, its mean iteration 0.7x. Crops keep the authors' 216/256 ratio; the content discriminator loses layers so
+# that its input (crop / 4) is large enough. Epochs are sized by wall time on the demo set (54 photos: 27
+# iterations, 10 of them full): demo ~4 min, cpu ~1 h; the authors' n_ep_decay = n_ep / 2 is kept.
 DRIT_PRESETS: dict[str, dict] = {
     "smoke": {"enc_dim": 8, "enc_res": 1, "gen_res": 1, "attr_dim": 8, "attr_blocks": 3, "dis_dim": 8,
               "dis_layers": 3, "dis_scale": 2, "dis_content_dim": 32, "dis_content_kernel": 3,
               "dis_content_layers": 1, "resize_size": 32, "crop_size": 28, "n_ep": 2, "n_ep_decay": 1},
     "demo": {"enc_dim": 16, "attr_dim": 16, "dis_dim": 16, "dis_content_dim": 64, "dis_content_layers": 2,
-             "resize_size": 128, "crop_size": 108},
+             "resize_size": 128, "crop_size": 108, "n_ep": 72, "n_ep_decay": 36},
     "cpu": {"enc_dim": 32, "attr_dim": 32, "dis_dim": 32, "dis_content_dim": 128, "dis_content_layers": 2,
-            "resize_size": 128, "crop_size": 108},
+            "resize_size": 128, "crop_size": 108, "n_ep": 400, "n_ep_decay": 200},
     "paper": {},
 }
 
