@@ -46,6 +46,12 @@ class DataConfig:
     max_images: int | None = opt(None, min=1)  # cap per domain and split (smoke runs)
     num_workers: int = opt(0, min=0)
 
+    @property
+    def load_size(self) -> int:
+        """The side images are resized to before the crop: a whole image at the training scale (validation, the
+        sample grids)."""
+        return self.image_size + self.crop_margin
+
 
 @dataclass
 class ModelConfig:
@@ -319,7 +325,7 @@ def validate(cfg: Config) -> None:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
     _check_fields(cfg)
-    _method(cfg.method)
+    method = _method(cfg.method)
     try:
         pick_device(cfg.device, require=False)
     except RuntimeError as e:
@@ -336,6 +342,7 @@ def validate(cfg: Config) -> None:
     if cfg.bank.rerank < cfg.cx.k:
         raise ConfigError(f"bank.rerank ({cfg.bank.rerank}) must be >= cx.k ({cfg.cx.k}): the k neighbours are "
                           "chosen among the re-ranked candidates")
+    method.check_config(cfg)  # the rules of the method's own settings
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
