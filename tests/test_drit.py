@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -6,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from art2real.config import get_config
 from art2real.nn import drit as D
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "drit_official_state.json").read_text())
@@ -16,7 +18,13 @@ OFFICIAL = json.loads((Path(__file__).parent / "data" / "drit_official_state.jso
 OFFICIAL_PARAMS = {"disA": 8_271_171, "disB": 8_271_171, "disA2": 8_271_171, "disB2": 8_271_171,
                    "disContent": 10_683_649, "enc_c": 9_018_112, "enc_a": 2_688_160, "gen": 9_564_710}
 
-TINY = D.drit_preset("smoke")
+SMOKE = get_config("smoke", method="drit")
+TINY, CROP = SMOKE.drit, SMOKE.data.image_size
+
+
+def tiny(**changes) -> D.DritConfig:
+    return dataclasses.replace(TINY, **changes)
+
 SIZES = ("nz", "enc_dim", "enc_res", "gen_res", "attr_dim", "attr_blocks", "attr_max_mult", "dis_dim", "dis_layers",
          "dis_scale", "dis_spectral_norm", "dis_content_dim", "dis_content_kernel", "dis_content_layers")
 
@@ -90,21 +98,23 @@ def test_paper_size_parameter_counts_and_state_dict_layout_equal_the_authors(sn)
 
 
 def test_paper_defaults_and_all_eight_networks():
-    cfg = D.DritConfig()
-    assert (cfg.lr, cfg.lr_dis_content, cfg.betas, cfg.weight_decay) == (1e-4, 4e-5, (0.5, 0.999), 1e-4)
-    assert (cfg.n_ep, cfg.n_ep_decay, cfg.d_iter, cfg.batch_size, cfg.resize_size, cfg.crop_size) == \
-        (1200, 600, 3, 2, 256, 216)
-    assert cfg.dis_spectral_norm and not cfg.mode_seeking
+    cfg = get_config("paper", method="drit")
+    d, t = cfg.drit, cfg.train
+    assert (t.lr, d.dis_content_lr_div, t.betas, d.weight_decay) == (1e-4, 2.5, (0.5, 0.999), 1e-4)
+    # n_ep 1200 with the decay from epoch 600; Resize 256 then RandomCrop 216, flipped
+    assert (t.epochs_constant + t.epochs_decay, t.epochs_constant, d.d_iter, t.batch_size) == (1200, 600, 3, 2)
+    assert (cfg.data.image_size, cfg.data.load_size, cfg.data.flip) == (216, 256, True)
+    assert d == D.DritConfig() and d.dis_spectral_norm and not d.mode_seeking
     nets = D.DritNets(TINY)
     assert [n for n, _ in nets.named_children()] == list(D.NETWORKS)
-    opts = D.build_optimizers(nets)
-    assert opts["disContent"].param_groups[0]["lr"] == TINY.lr / 2.5
+    opts = D.build_optimizers(nets, 1e-4, (0.5, 0.999))
+    assert opts["disContent"].param_groups[0]["lr"] == 1e-4 / 2.5 and opts["gen"].param_groups[0]["lr"] == 1e-4
     assert opts["gen"].param_groups[0]["weight_decay"] == 1e-4
 
 
 def test_spectral_norm_only_in_the_image_discriminators_when_on():
     for sn in (False, True):
-        nets = D.DritNets(D.drit_preset("smoke", dis_spectral_norm=sn))
+        nets = D.DritNets(tiny(dis_spectral_norm=sn))
         for name in D.NETWORKS:
             sn_convs = [m for m in getattr(nets, name).modules() if isinstance(m, D.SpectralNormConv2d)]
             convs = [m for m in getattr(nets, name).modules() if isinstance(m, nn.Conv2d)]
@@ -141,7 +151,7 @@ def test_official_layout_file_loads_into_nets_and_translator(tmp_path, legacy):
     torch.manual_seed(0)
     nets = D.DritNets(TINY)
     opts = D.build_optimizers(nets)
-    images = torch.rand(2, 3, TINY.crop_size, TINY.crop_size) * 2 - 1
+    images = torch.rand(2, 3, CROP, CROP) * 2 - 1
     f = D.drit_forward(nets, images, images.flip(0))
     D.update_discriminators(nets, opts, f, TINY)  # optimiser state and spectral-norm buffers are not empty
     path = tmp_path / "00599.pth"
@@ -168,11 +178,11 @@ def test_official_layout_file_loads_into_nets_and_translator(tmp_path, legacy):
 
 
 def test_mismatched_checkpoints_are_refused_with_the_reason():
-    state = D.official_checkpoint_state(D.DritNets(D.drit_preset("smoke", dis_spectral_norm=False)))
+    state = D.official_checkpoint_state(D.DritNets(tiny(dis_spectral_norm=False)))
     with pytest.raises(ValueError, match="dis_spectral_norm=False"):
         D.load_official_state(D.DritNets(TINY), state)
     with pytest.raises(ValueError, match="shape mismatches"):
-        D.load_official_state(D.DritNets(D.drit_preset("smoke", enc_dim=4)), state, ("enc_c",))
+        D.load_official_state(D.DritNets(tiny(enc_dim=4)), state, ("enc_c",))
     del state["gen"]
     with pytest.raises(KeyError, match="gen"):
         D.load_official_state(D.DritNets(TINY), state, ("enc_c", "gen"))
@@ -262,9 +272,7 @@ def test_regularisers_closed_form():
     assert torch.allclose(D.reparameterize(mu, logvar), 3 + 2 * eps)  # mu + sigma * eps, sigma = exp(logvar / 2)
 
 
-def test_schedule_and_update_alternation():
-    assert D.lr_factor(0, 1200, 600) == 1 and D.lr_factor(600, 1200, 600) == 1
-    assert D.lr_factor(1199, 1200, 600) == pytest.approx(1 - 599 / 601)
+def test_update_alternation():
     full = [D.is_full_update(it, 10, 3) for it in range(10)]
     # every third batch, and the last two of the epoch
     assert full == [False, False, True, False, False, True, False, False, True, True]
@@ -273,12 +281,12 @@ def test_schedule_and_update_alternation():
 @pytest.mark.parametrize("mode_seeking", [False, True])
 def test_one_iteration_in_the_authors_order_trains_every_network(mode_seeking):
     torch.manual_seed(0)
-    cfg = D.drit_preset("smoke", mode_seeking=mode_seeking)
+    cfg = tiny(mode_seeking=mode_seeking)
     nets = D.DritNets(cfg).train()
-    opts = D.build_optimizers(nets, cfg)
+    opts = D.build_optimizers(nets, 1e-4, (0.5, 0.999), cfg)
     before = {k: v.clone() for k, v in nets.state_dict().items()}
-    a = torch.rand(2, 3, cfg.crop_size, cfg.crop_size) * 2 - 1
-    b = torch.rand(2, 3, cfg.crop_size, cfg.crop_size) * 2 - 1
+    a = torch.rand(2, 3, CROP, CROP) * 2 - 1
+    b = torch.rand(2, 3, CROP, CROP) * 2 - 1
 
     # batch 0 of an epoch: the content discriminator alone
     assert not D.is_full_update(0, 9, cfg.d_iter)
@@ -288,7 +296,7 @@ def test_one_iteration_in_the_authors_order_trains_every_network(mode_seeking):
 
     # a full iteration: one forward, then the five discriminator steps, then the two E/G steps
     f = D.drit_forward(nets, a, b, mode_seeking)
-    assert f.fake_B_random.shape == (1, 3, cfg.crop_size, cfg.crop_size)
+    assert f.fake_B_random.shape == (1, 3, CROP, CROP)
     assert (f.fake_A_random2 is not None) == mode_seeking
     d_losses = D.update_discriminators(nets, opts, f, cfg)
     assert set(d_losses) == {"disA", "disA2", "disB", "disB2", "disContent"}
@@ -323,3 +331,19 @@ def test_tiled_translation_of_one_painting_is_reproducible():
     translator.reseed("other")
     translator.reseed("cezanne_0042")
     assert torch.equal(translate_tensor(translator, x, tile=24, overlap=8), y)
+
+
+def test_a_batch_of_keys_pins_each_key_its_own_attribute():
+    torch.manual_seed(0)
+    nets = D.DritNets(TINY)
+    translator = D.DritTranslator(nets.enc_c, nets.gen, TINY.nz, seed=3)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    z = translator.reseed(["a.jpg", "b.jpg"])
+    assert torch.equal(z, torch.cat([translator.reseed("a.jpg"), translator.reseed("b.jpg")]))
+    translator.reseed(["a.jpg", "b.jpg"])
+    both = translator(x)
+    translator.reseed("b.jpg")
+    assert torch.allclose(both[1:], translator(x[1:]), atol=1e-6)  # as if translated alone
+    with pytest.raises(ValueError, match="2 attributes are pinned for a batch of 3"):
+        translator.reseed(["a.jpg", "b.jpg"]) is not None and translator(torch.zeros(3, 3, 16, 16))
+    assert translator.pin(None) is None and translator(x).shape == x.shape  # back to the seeded stream

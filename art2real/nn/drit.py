@@ -21,79 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ----------------------------------------------------------------------------------------------------------------
-# Hyperparameters (the authors' defaults; spectral norm on as in Art2Real)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DritConfig:
-    # networks (sizes are hard-coded in the authors' code; these are their values)
-    nz: int = 8  # attribute vector length
-    enc_dim: int = 64  # content encoder: c7s1-64, then two stride-2 convs -> 4 * enc_dim = 256 content channels
-    enc_res: int = 3  # domain-specific residual blocks in each content encoder (plus one shared block)
-    gen_res: int = 3  # residual blocks per domain in the generator (after one shared block)
-    attr_dim: int = 64  # attribute encoder width (E_attr_concat: ndf 64, 4 blocks, widths capped at 4 * ndf)
-    attr_blocks: int = 4
-    attr_max_mult: int = 4
-    dis_dim: int = 64  # image discriminator: 64-128-256-512, 4x4 stride-2 convs, then a 1x1 conv
-    dis_layers: int = 4
-    dis_scale: int = 3  # discriminators at 1, 1/2, 1/4 resolution (--dis_scale 3)
-    dis_spectral_norm: bool = True  # Art2Real: "we employed spectral normalization" (authors' default: off)
-    dis_content_dim: int = 256  # content discriminator: three 7x7 stride-2 convs, a 4x4 conv, a 1x1 conv
-    dis_content_kernel: int = 7
-    dis_content_layers: int = 3
-    init_gain: float = 0.02  # conv weights ~ N(0, 0.02); biases, LayerNorm and Linear keep PyTorch's defaults
-    # optimisation
-    lr: float = 1e-4  # every network except the content discriminator
-    lr_dis_content: float = 1e-4 / 2.5  # the content discriminator learns 2.5x slower
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 1e-4  # Adam's L2 term, on every network
-    clip_dis_content: float = 5.0  # gradient-norm clip on the content discriminator only
-    batch_size: int = 2  # one image per domain is "encoded", the other "random" (the authors' half_size = 1)
-    d_iter: int = 3  # content-discriminator-only updates: 2 of every 3 iterations
-    n_ep: int = 1200  # epochs (the authors' comment: 400 * d_iter)
-    n_ep_decay: int = 600  # lr constant until here, then linear towards 0 (LambdaLR, stepped per epoch)
-    max_iterations: int = 500_000  # full updates (D + E/G); the authors' train.py stops there
-    # loss weights
-    lambda_adv: float = 1.0  # image adversarial terms (D1 on encoded, D2 on random-attribute outputs)
-    lambda_adv_content: float = 1.0  # content adversarial term (encoders fool the content discriminator)
-    lambda_cc: float = 10.0  # cross-cycle L1
-    lambda_rec: float = 10.0  # self-reconstruction L1
-    lambda_kl_attr: float = 0.01  # KL of the attribute posterior against N(0, I) (a sum, not a mean)
-    lambda_kl_content: float = 0.01  # mean squared content code
-    lambda_latent: float = 10.0  # latent regression L1 on random attributes
-    mode_seeking: bool = False  # DRIT++ (MSGAN) term, off: not in the DRIT the Art2Real paper compared with
-    lambda_ms: float = 1.0
-    ms_eps: float = 1e-5
-    # data
-    resize_size: int = 256  # Resize((256, 256), bicubic) ...
-    crop_size: int = 216  # ... then RandomCrop(216) in training, CenterCrop(216) in test.py
-    flip: bool = True  # RandomHorizontalFlip, independently per domain
-
-
-# Scaled-down sizes for the kit's presets (values a preset changes; paper = DritConfig()). Step times on a 2-core
-# CPU are in results/benchmarks/drit.json (benchmarks/bench_drit.py): demo's full iteration costs 2x CycleGAN's demo
-# step, its mean iteration 0.7x. Crops keep the authors' 216/256 ratio; the content discriminator loses layers so
-# that its input (crop / 4) is large enough. Epochs are sized by wall time on the demo set (54 photos: 27
-# iterations, 10 of them full): demo ~4 min, cpu ~1 h; the authors' n_ep_decay = n_ep / 2 is kept.
-DRIT_PRESETS: dict[str, dict] = {
-    "smoke": {"enc_dim": 8, "enc_res": 1, "gen_res": 1, "attr_dim": 8, "attr_blocks": 3, "dis_dim": 8,
-              "dis_layers": 3, "dis_scale": 2, "dis_content_dim": 32, "dis_content_kernel": 3,
-              "dis_content_layers": 1, "resize_size": 32, "crop_size": 28, "n_ep": 2, "n_ep_decay": 1},
-    "demo": {"enc_dim": 16, "attr_dim": 16, "dis_dim": 16, "dis_content_dim": 64, "dis_content_layers": 2,
-             "resize_size": 128, "crop_size": 108, "n_ep": 72, "n_ep_decay": 36},
-    "cpu": {"enc_dim": 32, "attr_dim": 32, "dis_dim": 32, "dis_content_dim": 128, "dis_content_layers": 2,
-            "resize_size": 128, "crop_size": 108, "n_ep": 400, "n_ep_decay": 200},
-    "paper": {},
-}
-
-
-def drit_preset(name: str, **overrides) -> DritConfig:
-    if name not in DRIT_PRESETS:
-        raise ValueError(f"unknown DRIT preset {name!r}; choose one of {', '.join(DRIT_PRESETS)}")
-    return DritConfig(**{**DRIT_PRESETS[name], **overrides})
-
+from ..config import DritConfig
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks. Attribute names (``model``, ``conv``, ``shortcut``) are the authors', so keys match theirs.
@@ -368,6 +296,15 @@ class MultiScaleDiscriminator(nn.Module):
         return outs
 
 
+def content_min_size(kernel: int, n_layers: int) -> int:
+    """The smallest content map side the content discriminator accepts: its final 4x4 conv needs 4 positions,
+    and each stride-2 conv (padding 1) before it needs 2 * (side - 1) + kernel - 2."""
+    side = 4
+    for _ in range(n_layers):
+        side = 2 * (side - 1) + kernel - 2
+    return side
+
+
 class ContentDiscriminator(nn.Module):
     """D^c (Dis_content): tells domain A's content codes from domain B's. Its output is flattened to one logit per
     position (one per image at the paper size: 54 -> 25 -> 11 -> 4 -> 1 for 216 px crops)."""
@@ -380,11 +317,7 @@ class ContentDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def min_size(self) -> int:
-        """The smallest content map side this net accepts (the final 4x4 conv needs 4 positions)."""
-        side = 4
-        for _ in range(self.n_layers):
-            side = 2 * (side - 1) + self.kernel - 2
-        return side
+        return content_min_size(self.kernel, self.n_layers)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if min(x.shape[-2:]) < self.min_size():
@@ -433,17 +366,14 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
     return net
 
 
-def build_optimizers(nets: DritNets, cfg: DritConfig | None = None) -> dict[str, torch.optim.Adam]:
-    """One Adam per network, keyed by network name (the authors save them as ``<name>_opt``)."""
+def build_optimizers(nets: DritNets, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.999),
+                     cfg: DritConfig | None = None) -> dict[str, torch.optim.Adam]:
+    """One Adam per network, keyed by network name (the authors save them as ``<name>_opt``); the content
+    discriminator's lr is ``lr / cfg.dis_content_lr_div``."""
     cfg = cfg or nets.cfg
     return {name: torch.optim.Adam(getattr(nets, name).parameters(),
-                                   lr=cfg.lr_dis_content if name == "disContent" else cfg.lr,
-                                   betas=cfg.betas, weight_decay=cfg.weight_decay) for name in NETWORKS}
-
-
-def lr_factor(epoch: int, n_ep: int, n_ep_decay: int) -> float:
-    """The authors' 'lambda' policy: 1 until n_ep_decay, then linear; the +1 keeps the last epoch above 0."""
-    return 1.0 - max(0, epoch - n_ep_decay) / float(n_ep - n_ep_decay + 1)
+                                   lr=lr / cfg.dis_content_lr_div if name == "disContent" else lr,
+                                   betas=betas, weight_decay=cfg.weight_decay) for name in NETWORKS}
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -840,17 +770,32 @@ class DritTranslator(nn.Module):
         self._stream = torch.Generator().manual_seed(seed)
         self.z: torch.Tensor | None = None
 
-    def reseed(self, key: str) -> torch.Tensor:
-        """Fix the attribute to the one drawn from (seed, key); returns it, shape (1, nz)."""
-        g = torch.Generator().manual_seed(key_seed(self.seed, key))
-        self.z = torch.randn(1, self.nz, generator=g)
-        return self.z
+    def reseed(self, key: str | list[str] | tuple[str, ...]) -> torch.Tensor:
+        """Pin the attribute drawn from (seed, key); returns it, shape (1, nz). A list of keys pins one attribute
+        per item of the next batches, shape (len(keys), nz), as each key alone would (a batch of paintings)."""
+        keys = [key] if isinstance(key, str) else list(key)
+        z = torch.cat([torch.randn(1, self.nz, generator=torch.Generator().manual_seed(key_seed(self.seed, k)))
+                       for k in keys])
+        return self.pin(z)
+
+    def pin(self, z: torch.Tensor | None) -> torch.Tensor | None:
+        """Use the attribute(s) ``z`` ((1, nz) for any batch, or one row per item) until the next pin or reseed;
+        None goes back to the seeded stream."""
+        if z is not None and (z.ndim != 2 or z.shape[1] != self.nz):
+            raise ValueError(f"an attribute must be (n, {self.nz}), got {tuple(z.shape)}")
+        self.z = z
+        return z
 
     def attributes(self, n: int) -> torch.Tensor:
-        """(n, nz): the pinned attribute repeated, or n fresh draws from the seeded stream."""
-        if self.z is not None:
+        """(n, nz): the pinned attribute(s), or n fresh draws from the seeded stream."""
+        if self.z is None:
+            return torch.randn(n, self.nz, generator=self._stream)
+        if len(self.z) == 1:
             return self.z.expand(n, -1)
-        return torch.randn(n, self.nz, generator=self._stream)
+        if len(self.z) != n:
+            raise ValueError(f"{len(self.z)} attributes are pinned for a batch of {n}; reseed with one key per "
+                             "image, or one key for all")
+        return self.z
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -869,14 +814,18 @@ class DritTranslator(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, source: str | Path | dict, seed: int = 0, painting_domain: str = "a",
-                        device="cpu") -> DritTranslator:
-        """From the authors' ``.pth`` (or a dict in their layout); sizes are read from the file."""
+                        device="cpu", label: str | None = None) -> DritTranslator:
+        """From the authors' ``.pth`` (or a dict in their layout, ``label`` saying where it came from); sizes are
+        read from the file."""
         state = read_official_checkpoint(source)
-        label = "the given dict" if isinstance(source, dict) else str(source)[:200]
+        label = label or ("the given dict" if isinstance(source, dict) else str(source)[:200])
         for name in ("enc_c", "enc_a", "gen"):
             if name not in state:
                 raise KeyError(f"{label} is not a DRIT checkpoint: no '{name}' (keys: {sorted(state)[:12]})")
-        cfg = infer_config(state)
+        try:
+            cfg = infer_config(state)
+        except KeyError as e:
+            raise KeyError(f"{label} is not in the DRIT layout: no {e}") from None
         enc_c = ContentEncoder(3, 3, cfg.enc_dim, cfg.enc_res)
         gen = Generator(3, 3, cfg.nz, 4 * cfg.enc_dim, cfg.gen_res)
         for name, net in (("enc_c", enc_c), ("gen", gen)):
