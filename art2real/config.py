@@ -148,7 +148,7 @@ class DritConfig:
     at epoch 600 -> train.epochs_constant 600 + train.epochs_decay 600; Resize 256, RandomCrop 216,
     RandomHorizontalFlip -> data.image_size 216 (the crop), data.crop_margin 40, data.flip. Their train.py also
     stops after 500,000 full updates; the kit's train.max_iterations counts every iteration instead, and the
-    paper's settings (at most 2048 images a domain: about 343 full updates an epoch, 411,000 in 1200 epochs)
+    paper's settings (at most 2048 images a domain: 342 full updates an epoch, 410,400 in 1200 epochs)
     never reach that cap, so it is left out.
     """
 
@@ -178,8 +178,9 @@ class DritConfig:
     dis_content_layers: int = opt(3, min=0)
     init_gain: float = opt(0.02, min=0.0)  # conv weights ~ N(0, 0.02); biases, LayerNorm, Linear: PyTorch's init
     # optimisation (lr and betas: train.lr, train.betas)
-    # the content discriminator learns 2.5x slower than everything else: it only has to keep the two domains'
-    # content codes indistinguishable, and a fast one would dominate the encoders
+    # the content discriminator learns 2.5x slower than the other seven networks and its gradient norm is clipped
+    # (model.py: lr_dcontent = lr / 2.5, clip 5; their paper gives no reason): both damp the one adversarial game
+    # played on the encoders' codes rather than on images
     dis_content_lr_div: float = opt(2.5, min=1e-6)
     weight_decay: float = opt(1e-4, min=0.0)  # Adam's L2 term, on every network
     clip_dis_content: float = opt(5.0, min=1e-6)  # gradient-norm clip on the content discriminator only

@@ -54,9 +54,10 @@ _ALONE_TERMS = ("gan2_a", "gan2_b", "latent_a", "latent_b")
 _MS_TERMS = ("gan2_a2", "gan2_b2", "ms_ab", "ms_ba")  # DRIT++'s mode seeking, when drit.mode_seeking is on
 
 # Epochs of the demo preset, sized by time: the demo set (54 photos) gives 27 iterations an epoch, 10 of them full
-# updates, about a third of a Cycle-GAN demo epoch in CPU time (4.6 vs 14.1 s on one thread); at the kit's 2-core
-# reference speed (Cycle-GAN's demo step 0.32 s, results/benchmarks/train.json) 30 epochs (300 full updates) with
-# their validations take about 3.5-4 minutes. The authors' half constant, half decay is kept.
+# updates, about a third of a Cycle-GAN demo epoch in CPU time (4.6 vs 14.1 s on one thread). A whole demo run of
+# 30 epochs (300 full updates, 5 validations, grids, checkpoints) took 164 CPU seconds on one thread, about 3-3.5
+# minutes at the kit's 2-core reference speed (Cycle-GAN's demo step 0.32 s, results/benchmarks/train.json).
+# The authors' half constant, half decay is kept.
 DEMO_EPOCHS = 30
 
 
@@ -65,7 +66,7 @@ class DRIT(Method):
     key, row = "drit", "DRIT"
     drop_last = True  # theirs skips a last batch of another size: one image would have no "random" partner
     loss_names = _D_TERMS + _EG_TERMS + _ALONE_TERMS
-    sample_titles = ("painting", "photo, attribute 1", "photo, attribute 2", "photo, attribute 3")
+    sample_titles = ("painting", "photo (z1)", "photo (z2)", "photo (z3)")  # three fixed attributes
 
     def __init__(self, cfg, device, context=None):
         super().__init__(cfg, device, context)
