@@ -46,6 +46,12 @@ class DataConfig:
     max_images: int | None = opt(None, min=1)  # cap per domain and split (smoke runs)
     num_workers: int = opt(0, min=0)
 
+    @property
+    def load_size(self) -> int:
+        """The side images are resized to before the crop: a whole image at the training scale (validation, the
+        sample grids)."""
+        return self.image_size + self.crop_margin
+
 
 @dataclass
 class ModelConfig:
@@ -132,6 +138,70 @@ class SegmentConfig:
 
 
 @dataclass
+class DritConfig:
+    """DRIT (Lee et al., ECCV 2018; art2real.nn.drit, art2real.methods.drit): the authors' defaults (github.com/
+    HsinYingLee/DRIT, src/options.py, model.py, networks.py at dbfa804, the last commit before DRIT++'s mode
+    seeking) with spectral normalisation in the image discriminators, as the Art2Real paper trained it.
+
+    Their other values live in the kit's shared keys, which DRIT's presets set: lr 1e-4 and Adam betas
+    (0.5, 0.999) -> train.lr, train.betas; batch_size 2 -> train.batch_size; 1200 epochs with the decay starting
+    at epoch 600 -> train.epochs_constant 600 + train.epochs_decay 600; Resize 256, RandomCrop 216,
+    RandomHorizontalFlip -> data.image_size 216 (the crop), data.crop_margin 40, data.flip. Their train.py also
+    stops after 500,000 full updates; the kit's train.max_iterations counts every iteration instead, and the
+    paper's settings (at most 2048 images a domain: 342 full updates an epoch, 410,400 in 1200 epochs)
+    never reach that cap, so it is left out.
+    """
+
+    # networks: sizes the authors hard-code in networks.py; the paper preset keeps them all
+    nz: int = opt(8, min=1)  # attribute vector length: a low-dimensional "style" that a prior sample can replace
+    # content encoder: c7s1-64, two stride-2 convs -> 4 * enc_dim = 256 content channels at 1/4 resolution
+    enc_dim: int = opt(64, min=1)
+    enc_res: int = opt(3, min=0)  # residual blocks per domain in the content encoder (plus one shared block)
+    gen_res: int = opt(3, min=0)  # residual blocks per domain in the generator (after one shared block)
+    # attribute encoder (E_attr_concat): a 4x4 stride-2 conv, then attr_blocks - 1 halving residual blocks whose
+    # widths grow to attr_max_mult * attr_dim, then global average pooling: size-agnostic, no spatial layout
+    attr_dim: int = opt(64, min=1)
+    attr_blocks: int = opt(4, min=1)
+    attr_max_mult: int = opt(4, min=1)
+    # image discriminators (four: disA/disB on translations with encoded attributes, disA2/disB2 on those with
+    # prior samples): dis_layers 4x4 stride-2 convs (64-128-256-512) and a 1x1 conv, at dis_scale resolutions
+    dis_dim: int = opt(64, min=1)
+    dis_layers: int = opt(4, min=1)
+    dis_scale: int = opt(3, min=1)
+    # Art2Real: "we employed spectral normalization" in DRIT's discriminators (the authors' default: off). Only
+    # the image discriminators, never the content one (the authors' --dis_spectral_norm does the same)
+    dis_spectral_norm: bool = True
+    # content discriminator: tells the domains' content codes apart (dis_content_layers 7x7 stride-2 convs, a
+    # 4x4 and a 1x1 conv); needs content maps of at least its min_size(), i.e. crops of >= 212 px at paper size
+    dis_content_dim: int = opt(256, min=1)
+    dis_content_kernel: int = opt(7, min=1)
+    dis_content_layers: int = opt(3, min=0)
+    init_gain: float = opt(0.02, min=0.0)  # conv weights ~ N(0, 0.02); biases, LayerNorm, Linear: PyTorch's init
+    # optimisation (lr and betas: train.lr, train.betas)
+    # the content discriminator learns 2.5x slower than the other seven networks and its gradient norm is clipped
+    # (model.py: lr_dcontent = lr / 2.5, clip 5; their paper gives no reason): both damp the one adversarial game
+    # played on the encoders' codes rather than on images
+    dis_content_lr_div: float = opt(2.5, min=1e-6)
+    weight_decay: float = opt(1e-4, min=0.0)  # Adam's L2 term, on every network
+    clip_dis_content: float = opt(5.0, min=1e-6)  # gradient-norm clip on the content discriminator only
+    # batch b of an epoch updates only the content discriminator unless (b + 1) is a multiple of d_iter or b is
+    # one of the epoch's last two batches: 2 of every 3 iterations are cheap content-only updates
+    d_iter: int = opt(3, min=1)
+    # loss weights
+    lambda_adv: float = opt(1.0, min=0.0)  # image adversarial terms (encoded and random attributes)
+    lambda_adv_content: float = opt(1.0, min=0.0)  # encoders push the content discriminator to 0.5
+    lambda_cc: float = opt(10.0, min=0.0)  # cross-cycle L1: translate twice with swapped attributes, get x back
+    lambda_rec: float = opt(10.0, min=0.0)  # self-reconstruction L1 from an image's own content and attribute
+    lambda_kl_attr: float = opt(0.01, min=0.0)  # KL(attribute posterior || N(0, I)), summed: test time samples it
+    lambda_kl_content: float = opt(0.01, min=0.0)  # mean squared content code: keeps the codes small
+    lambda_latent: float = opt(10.0, min=0.0)  # latent regression: E^a(G(c, z)) must give z back, so G uses z
+    # DRIT++'s mode-seeking term (MSGAN), off: the DRIT the Art2Real paper compared with predates it
+    mode_seeking: bool = False
+    lambda_ms: float = opt(1.0, min=0.0)
+    ms_eps: float = opt(1e-5, min=0.0)
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -143,6 +213,7 @@ class Config:
     bank: BankConfig = field(default_factory=BankConfig)
     cx: ContextualConfig = field(default_factory=ContextualConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    drit: DritConfig = field(default_factory=DritConfig)
 
 
 def _preset_values(name: str) -> dict[str, Any]:
@@ -331,7 +402,7 @@ def validate(cfg: Config) -> None:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
     _check_fields(cfg)
-    _method(cfg.method)
+    method = _method(cfg.method)
     try:
         pick_device(cfg.device, require=False)
     except RuntimeError as e:
@@ -348,6 +419,7 @@ def validate(cfg: Config) -> None:
     if cfg.bank.rerank < cfg.cx.k:
         raise ConfigError(f"bank.rerank ({cfg.bank.rerank}) must be >= cx.k ({cfg.cx.k}): the k neighbours are "
                           "chosen among the re-ranked candidates")
+    method.check_config(cfg)  # the rules of the method's own settings
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class Method:
     # figures and the user study leave it out
     translates_paintings: ClassVar[bool] = True
     loss_names: ClassVar[tuple[str, ...]] = ()  # columns of losses.csv, in order
+    # True: an epoch's last batch is skipped when it is smaller than train.batch_size (DRIT's loop skips it)
+    drop_last: ClassVar[bool] = False
     sample_titles: ClassVar[tuple[str, ...]] = ("painting", "translation")
 
     def __init__(self, cfg, device: torch.device, context=None):
@@ -46,10 +48,16 @@ class Method:
         """Dotted config values this method changes for a preset (applied after the preset's own)."""
         return {}
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Rules that tie this method's settings to the rest of the config (``config.validate`` calls it last);
+        raises ConfigError naming the keys and the fix."""
+
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict) -> dict[str, float]:
         """One iteration on ``batch`` ("A": paintings, "B": photos, (N, 3, H, W) on the CPU in [-1, 1];
-        "A_name": file names; "A_place": placements); returns the loss values by name."""
+        "A_name": file names; "A_place": placements; from the Trainer also "index": each item's position in
+        its epoch and "epoch_size": the items of the epoch, (N,) tensors); returns the loss values by name."""
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int) -> None:

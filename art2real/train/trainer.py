@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -87,8 +88,9 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
-    """{dotted key: (saved, now)} for the settings that differ, except those free on resume."""
-    a, b = flat_config(saved), flat_config(now)
+    """{dotted key: (saved, now)} for the settings that differ, except those free on resume. A key the saved
+    config lacks (a run from before the key existed) counts as its default, the value that run trained with."""
+    a, b = {**flat_config(to_dict(Config())), **flat_config(saved)}, flat_config(now)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in FREE_ON_RESUME}
 
@@ -105,7 +107,8 @@ class Trainer:
         self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
                                        cfg.seed)
         t = cfg.train
-        self.samples = ImageFolder(self.root / "testA", d.image_size, t.sample_images) if t.sample_images else None
+        # whole test paintings at the training scale (resized to the load size, not cropped), as translated later
+        self.samples = ImageFolder(self.root / "testA", d.load_size, t.sample_images) if t.sample_images else None
         if validator == "auto":
             from ..metrics.validation import Validator
 
@@ -214,8 +217,11 @@ class Trainer:
 
     def _run_epoch(self, writer, f, progress: bool) -> None:
         view = EpochView(self.dataset, self.epoch, self.epoch_iter)
+        # the loader's own generator: starting an iterator draws a base seed, which from torch's global RNG
+        # would shift the random numbers of methods that sample in their step (DRIT, UNIT) after a mid-epoch resume
         loader = DataLoader(view, batch_size=self.cfg.train.batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=self.cfg.data.num_workers, drop_last=self.method.drop_last,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
         bar = tqdm(loader, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}", disable=not progress,
                    leave=False)
         for batch in bar:
@@ -319,9 +325,13 @@ class Trainer:
         PNG per epoch."""
         from PIL import Image
 
-        rows = [[to_image(t[0]) for t in self.method.sample_images(self.samples[i].unsqueeze(0).to(self.device))]
-                for i in range(len(self.samples))]
-        s = self.cfg.data.image_size
+        s = self.cfg.data.load_size
+        pad = (-s) % 4  # translators take multiples of 4 (two stride-2 stages): pad, translate, crop back
+        rows = []
+        for i in range(len(self.samples)):
+            x = self.samples[i].unsqueeze(0).to(self.device)
+            columns = self.method.sample_images(F.pad(x, (0, pad, 0, pad), mode="reflect") if pad else x)
+            rows.append([to_image(t[0, :, :s, :s]) for t in columns])
         grid = Image.new("RGB", (len(rows[0]) * s, len(rows) * s), "white")
         for r, row in enumerate(rows):
             for c, im in enumerate(row):
