@@ -22,7 +22,7 @@ from .config import PRESETS, Config, get_config, pick_device
 from .data.download import DownloadError, download
 from .data.images import file_stamp, scan_images
 from .data.registry import ARTISTS, SPLITS, dataset_root, get_setting, missing_splits
-from .errors import ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .io import write_json, write_text
 from .outcomes import NotAvailable
 from .paths import repo_root
@@ -75,7 +75,7 @@ def stage_config(artist: str, preset: str = "auto", method: str = "art2real", se
     for name, value, kind in (("artist", artist, str), ("preset", preset, str), ("method", method, str),
                               ("seed", seed, int), ("epochs", epochs, int)):
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
+            raise ConfigError(f"parameter {name} must be {'an int' if kind is int else 'a string'}, got {value!r}")
     if preset not in PRESETS:
         raise ConfigError(f"parameter preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if seed < 0 or epochs < 0:
@@ -268,7 +268,7 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
         target = release_translations(cfg.data.dataset, release.name, split)
         try:
             translator = load_release(release.name, device, retries=0)
-        except (DownloadError, OSError, ValueError) as e:
+        except (DownloadError, CheckpointError, OSError, ValueError) as e:  # a release that cannot be used
             write_json(target.parent / "status.json", {"reason": str(e).splitlines()[0][:400],
                                                        "fix": f"art2real translate --release {release.name} ..."})
             rows.append({"method": release.name, "folder": "", "translated": f"not available: {e}"[:200]})

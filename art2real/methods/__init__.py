@@ -35,5 +35,6 @@ def by_row(row: str) -> type[Method] | None:
 
 
 # the registry, in table order
+from . import drit  # noqa: E402,F401  DRIT
 from . import cyclegan  # noqa: E402,F401  Cycle-GAN and Art2Real
 from . import cut  # noqa: E402,F401  beyond the paper: CUT, FastCUT, and both with memory banks

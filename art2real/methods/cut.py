@@ -46,9 +46,9 @@ class CUT(Method):
     sample_titles = ("painting", "G(x)")
     # the values the authors' --CUT_mode sets, beyond CutConfig's defaults (which are CUT's)
     mode_values: dict = {}
-    # (constant, decay) epochs. paper: the authors' 200 + 200. demo: about 3 minutes on 2 idle CPU cores, half
-    # the Cycle-GAN demo's 36 epochs (a CUT step costs one Cycle-GAN step: benchmarks/bench_cut.py), a multiple of
-    # the demo's validation period (6) so the last epoch is validated
+    # (constant, decay) epochs. paper: the authors' 200 + 200. demo: about 3 minutes on 2 idle CPU cores (a CUT
+    # step costs one Cycle-GAN step: benchmarks/bench_cut.py), a multiple of the demo's validation period (6) so
+    # the last epoch is validated
     epochs = {"smoke": (1, 1), "demo": (9, 9), "cpu": (100, 100), "paper": (200, 200)}
 
     def __init__(self, cfg, device, context=None):
@@ -163,8 +163,8 @@ class FastCUT(CUT):
     chain_default = False  # trained by the chain on request (--methods), as CUT's variants
     loss_names = ("G_GAN", "NCE", "D")
     mode_values = {"cut.lambda_nce": 10.0, "cut.nce_idt": False, "cut.flip_equivariance": True}
-    # paper: the authors' 150 + 50. demo: FastCUT's 3 : 1 over the Cycle-GAN demo's 36 epochs, about CUT's 3
-    # minutes (a FastCUT step costs 0.6 of CUT's)
+    # paper: the authors' 150 + 50. demo: FastCUT's 3 : 1 over 36 epochs, about CUT's 3 minutes (a FastCUT step
+    # costs 0.6 of CUT's)
     epochs = {"smoke": (1, 1), "demo": (27, 9), "cpu": (150, 50), "paper": (150, 50)}
 
 
