@@ -2,8 +2,8 @@
 
 Reference numbers were measured by instantiating the authors' ``VAEGen`` and ``MsImageDis`` with
 ``configs/unit_summer2winter_yosemite256_folder.yaml`` (the 256 px folder config); ``tests/data/unit_reference.pt``
-holds a tiny generator and discriminator built and run by their ``networks.py`` (the script is in the UNIT spec
-note), so the forward passes here are compared with theirs, not with ours.
+holds a tiny generator and discriminator built and run by their ``networks.py`` (``tests/data/make_unit_reference.py``),
+so the forward passes here are compared with theirs, not with ours.
 """
 from pathlib import Path
 

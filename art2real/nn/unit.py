@@ -8,7 +8,8 @@ theirs (``enc.model.0.conv.weight`` ... ``dec.model.5.conv.bias``; ``cnns.0.0.co
 ``gen_XXXXXXXX.pt`` files (``{'a': gen_a.state_dict(), 'b': gen_b.state_dict()}``) load with strict key matching.
 
 Domains follow the kit: A = paintings, B = photos; painting -> photo is ``gen_b.dec(gen_a.enc(x))``.
-Images are float in [-1, 1], NCHW. Hyperparameters and their sources: docs in ``/work/notes/unit_spec.md``.
+Images are float in [-1, 1], NCHW. The defaults of constructors and loss weights are the authors'
+(configs/unit_summer2winter_yosemite256_folder.yaml).
 """
 from __future__ import annotations
 
