@@ -138,6 +138,8 @@ def test_translator_output_shape_range_and_determinism():
     assert y.shape == x.shape and y.abs().max() <= 1
     with pytest.raises(ValueError, match="multiples of 4"):
         translator(torch.zeros(1, 3, 18, 28))
+    from art2real.translate import translate_tensor  # the kit's inference pads odd sizes, as it does for CycleGAN
+    assert translate_tensor(translator, torch.zeros(1, 3, 18, 29)).shape == (1, 3, 18, 29)
     with pytest.raises(ValueError, match="at least 8 px"):
         nets.dis_a(torch.zeros(1, 3, 4, 4))
 
