@@ -9,6 +9,7 @@ scale the widths; CycleGAN runs the kit's demo preset.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,8 +84,12 @@ def main() -> None:
         size, sizes = SIZES[name]
         steps[name], n_params = unit_stepper(size, sizes)
         results[name] = {"image_size": size, **sizes, "params": n_params}
+    load_before = os.getloadavg()[0]
     seconds = interleaved_medians(steps, args.repeat)
+    # other work on a shared machine slows every step, unevenly: the load shows how far to trust the ratios
+    results["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     results["cyclegan_demo_s"] = round(seconds["cyclegan_demo"], 4)
+    print(f"load average before / after: {results['load_average_1min']}")
     print(f"cyclegan demo (128 px, ngf 16 / 6 blocks, ndf 32): {seconds['cyclegan_demo']:.3f} s/iteration")
     for name in args.sizes:
         results[name].update(seconds=round(seconds[name], 4),

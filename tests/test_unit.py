@@ -102,6 +102,8 @@ def test_official_file_layout_loads_into_the_translator(tmp_path):
         assert torch.equal(UnitTranslator.from_generators(nets.gen_a, nets.gen_b)(x), expected)
         assert torch.equal(UnitTranslator.from_file(path, a2b=False)(x), nets.gen_a.dec(nets.gen_b.enc(x)))
     assert generator_sizes(state["a"]) == {"in_ch": 3, "dim": 4, "n_downsample": 2, "n_res": 1}
+    other = UnitGenerator(in_ch=1, dim=2, n_downsample=3, n_res=0).state_dict()
+    assert generator_sizes(other) == {"in_ch": 1, "dim": 2, "n_downsample": 3, "n_res": 0}
 
 
 def test_pytorch03_instance_norm_statistics_are_dropped_and_mismatches_named(tmp_path):

@@ -369,9 +369,9 @@ def generator_sizes(state: dict) -> dict:
         raise ValueError("not a UNIT generator state_dict (no 'enc.model.0.conv.weight'); "
                          f"first keys: {list(state)[:3]}")
     dim, in_ch = state["enc.model.0.conv.weight"].shape[:2]
-    top = {int(k.split(".")[2]) for k in state if k.startswith("enc.model.")}
-    n_downsample = max(top) - 1  # enc.model: 0 = c7s1, 1..n = downsampling, n + 1 = ResBlocks
-    res_prefix = f"enc.model.{max(top)}.model."
+    # enc.model: 0 = c7s1, 1..n = downsampling convs, n + 1 = ResBlocks
+    n_downsample = sum(f"enc.model.{i}.conv.weight" in state for i in range(1, len(state)))
+    res_prefix = f"enc.model.{n_downsample + 1}.model."
     n_res = len({k[len(res_prefix):].split(".")[0] for k in state if k.startswith(res_prefix)})
     return {"in_ch": int(in_ch), "dim": int(dim), "n_downsample": n_downsample, "n_res": n_res}
 
