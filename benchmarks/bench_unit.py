@@ -50,14 +50,19 @@ def unit_stepper(size: int, sizes: dict):
 
 
 def cyclegan_demo_stepper():
+    """The kit's CycleGAN method at the demo preset, one train_step on one demo pair."""
+    from torch.utils.data import default_collate
+
     from art2real.config import get_config
-    from art2real.paths import cache_dir
-    from art2real.train.trainer import Trainer
+    from art2real.data.dataset import UnpairedDataset
+    from art2real.train.trainer import build_method, check_dataset
     cfg = get_config("demo", {"data.dataset": "demo", "train.validate_every": 0}, method="cyclegan")
-    trainer = Trainer(cfg, cache_dir() / "bench_unit" / "cyclegan_demo")
-    item = trainer.dataset.item(0, 0)
-    batch = {"A": item["A"][None], "B": item["B"][None], "A_name": [item["A_name"]]}
-    return lambda: trainer.step(batch)
+    d = cfg.data
+    dataset = UnpairedDataset(check_dataset(cfg), d.image_size, "train", d.max_images, d.crop_margin, d.flip,
+                              cfg.seed)
+    batch = default_collate([dataset.item(0, 0)])
+    method = build_method(cfg, progress=False)
+    return lambda: method.train_step(batch)
 
 
 def interleaved_medians(steps: dict, repeat: int) -> dict:
