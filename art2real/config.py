@@ -132,6 +132,50 @@ class SegmentConfig:
 
 
 @dataclass
+class UnitConfig:
+    """UNIT (Liu, Breuel & Kautz, NIPS 2017; art2real.nn.unit, art2real.methods.unit): the authors' defaults, from
+    configs/unit_summer2winter_yosemite256_folder.yaml of mingyuliutw/UNIT (master), trained by their
+    ``train.py --trainer UNIT``. Their other values live in the kit's shared keys, which UNIT's presets set:
+    lr 1e-4 and betas (0.5, 0.999) -> train.lr, train.betas; max_iter 1,000,000 -> train.max_iterations;
+    batch_size 1 -> train.batch_size; new_size / crop_size 256 and the flip -> data.image_size, data.crop_margin 0,
+    data.flip. Not provided: their VGG perceptual term (vgg_w 0 in this config; its weights are a Torch7 file)."""
+
+    # generator: one VAE per domain (encoder -> latent mean h, decoder), no weights shared between the domains
+    # (the shared latent space comes from the losses); widths double with each downsampling: 64 -> 256 channels
+    dim: int = opt(64, min=1)
+    # stride-2 convs in the encoder (as many nearest upsamplings in the decoder); at most 2, because the kit's
+    # inference pads images to multiples of 4
+    n_downsample: int = opt(2, min=1, max=2)
+    n_res: int = opt(4, min=0)  # residual blocks in the encoder, and again in the decoder
+    activ: str = opt("relu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    # every conv of generators and discriminators pads by reflection: no dark borders at the image edges
+    pad_type: str = opt("reflect", choices=("reflect", "replicate", "zero"))
+    # discriminator: pix2pixHD's multi-scale PatchGAN, one per domain, on 1x, 1/2x, 1/4x the image, so both
+    # textures and the layout are judged; no normalisation at all
+    dis_dim: int = opt(64, min=1)
+    dis_n_layer: int = opt(4, min=1)  # stride-2 4x4 convs per scale (64-128-256-512), then a 1x1 conv
+    dis_num_scales: int = opt(3, min=1)
+    dis_norm: str = opt("none", choices=("none", "in", "ln", "bn"))
+    dis_activ: str = opt("lrelu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    gan_type: str = opt("lsgan", choices=("lsgan", "nsgan"))  # least squares, summed over the scales
+    # loss weights (all on): the cycle and within-domain reconstructions dominate, the KL terms only keep the
+    # latent near N(0, I) (their KL is mean(h^2), hence the small weight)
+    gan_w: float = opt(1.0, min=0.0)  # adversarial, both directions; also scales the discriminators' loss
+    recon_x_w: float = opt(10.0, min=0.0)  # L1, x -> h + noise -> x within a domain
+    recon_kl_w: float = opt(0.01, min=0.0)  # KL of the encoders' latent
+    recon_x_cyc_w: float = opt(10.0, min=0.0)  # L1, x -> other domain -> back
+    recon_kl_cyc_w: float = opt(0.01, min=0.0)  # KL of the translated image's latent when re-encoded
+    # optimisation: Adam with an L2 term (torch's weight_decay, not AdamW) on generators and discriminators
+    weight_decay: float = opt(1e-4, min=0.0)
+    # init: kaiming-normal on every conv, then N(0, 0.02) on the discriminators (the authors' trainer does both)
+    init: str = opt("kaiming", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    dis_init: str = opt("gaussian", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    # the lr is multiplied by gamma every step_size *iterations* (not epochs): ten halvings over their 1M
+    step_size: int = opt(100_000, min=1)
+    gamma: float = opt(0.5, min=0.0, max=1.0)
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -143,6 +187,7 @@ class Config:
     bank: BankConfig = field(default_factory=BankConfig)
     cx: ContextualConfig = field(default_factory=ContextualConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    unit: UnitConfig = field(default_factory=UnitConfig)
 
 
 def _preset_values(name: str) -> dict[str, Any]:
@@ -319,7 +364,7 @@ def validate(cfg: Config) -> None:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
     _check_fields(cfg)
-    _method(cfg.method)
+    method = _method(cfg.method)
     try:
         pick_device(cfg.device, require=False)
     except RuntimeError as e:
@@ -336,6 +381,7 @@ def validate(cfg: Config) -> None:
     if cfg.bank.rerank < cfg.cx.k:
         raise ConfigError(f"bank.rerank ({cfg.bank.rerank}) must be >= cx.k ({cfg.cx.k}): the k neighbours are "
                           "chosen among the re-ranked candidates")
+    method.check_config(cfg)  # the rules of the method's own settings
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -35,4 +35,5 @@ def by_row(row: str) -> type[Method] | None:
 
 
 # the registry, in table order
+from . import unit  # noqa: E402,F401  UNIT
 from . import cyclegan  # noqa: E402,F401  Cycle-GAN and Art2Real

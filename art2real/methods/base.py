@@ -46,6 +46,11 @@ class Method:
         """Dotted config values this method changes for a preset (applied after the preset's own)."""
         return {}
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Rules that tie this method's settings to the rest of the config (``config.validate`` calls it last);
+        raises ConfigError naming the keys and the fix."""
+
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict) -> dict[str, float]:
         """One iteration on ``batch`` ("A": paintings, "B": photos, (N, 3, H, W) on the CPU in [-1, 1];

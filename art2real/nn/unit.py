@@ -409,9 +409,10 @@ def load_generator_state(net: UnitGenerator, state: dict, source: str = "state_d
     return net
 
 
-def read_generator_file(source) -> dict:
-    """The ``{'a': state_dict, 'b': state_dict}`` of an authors' ``gen_XXXXXXXX.pt`` (a path or the loaded dict)."""
-    name = str(source)[:200] if isinstance(source, (str, Path)) else "generator dict"
+def read_generator_file(source, name: str | None = None) -> dict:
+    """The ``{'a': state_dict, 'b': state_dict}`` of an authors' ``gen_XXXXXXXX.pt`` (a path or the loaded dict;
+    ``name`` says where a loaded dict came from, for the messages)."""
+    name = name or (str(source)[:200] if isinstance(source, (str, Path)) else "generator dict")
     state = torch.load(source, map_location="cpu", weights_only=True) if isinstance(source, (str, Path)) else source
     if not isinstance(state, dict) or not {"a", "b"} <= set(state):
         keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
@@ -451,15 +452,17 @@ class UnitTranslator(nn.Module):
         return cls(gen_a.enc, gen_b.dec)
 
     @classmethod
-    def from_file(cls, source, a2b: bool = True, activ: str = "relu", pad_type: str = "reflect") -> "UnitTranslator":
-        """From an authors' gen_XXXXXXXX.pt. ``a2b=False`` translates B -> A (their test.py ``--a2b 0``), for files
-        trained with photos as domain A."""
-        state = read_generator_file(source)
+    def from_file(cls, source, a2b: bool = True, activ: str = "relu", pad_type: str = "reflect",
+                  name: str | None = None) -> "UnitTranslator":
+        """From an authors' gen_XXXXXXXX.pt (a path or its loaded dict; ``name`` names a dict in messages).
+        ``a2b=False`` translates B -> A (their test.py ``--a2b 0``), for files trained with photos as domain A."""
+        name = name or (str(source)[:200] if isinstance(source, (str, Path)) else "generator dict")
+        state = read_generator_file(source, name)
         src, dst = ("a", "b") if a2b else ("b", "a")
         gens = {}
         for key in (src, dst):
             gens[key] = UnitGenerator(**generator_sizes(state[key]), activ=activ, pad_type=pad_type)
-            load_generator_state(gens[key], state[key], f"generator {key!r} of {str(source)[:200]}")
+            load_generator_state(gens[key], state[key], f"generator {key!r} of {name}")
         return cls(gens[src].enc, gens[dst].dec).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
