@@ -78,8 +78,9 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
-    """{dotted key: (saved, now)} for the settings that differ, except those free on resume."""
-    a, b = flat_config(saved), flat_config(now)
+    """{dotted key: (saved, now)} for the settings that differ, except those free on resume. A key the saved
+    config lacks (a run from before the key existed) counts as its default, the value that run trained with."""
+    a, b = {**flat_config(to_dict(Config())), **flat_config(saved)}, flat_config(now)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in FREE_ON_RESUME}
 
@@ -192,8 +193,12 @@ class Trainer:
 
     def _run_epoch(self, writer, f, progress: bool) -> None:
         view = EpochView(self.dataset, self.epoch, self.epoch_iter)
+        # the loader draws a worker seed when it starts; from the global generator, that draw would come at
+        # another point of a resumed run (mid-epoch) than of an uninterrupted one and shift every random number
+        # a method draws (UNIT's latent noise). The items draw from (seed, epoch, position), so this seed is unused.
         loader = DataLoader(view, batch_size=self.cfg.train.batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=self.cfg.data.num_workers,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
         bar = tqdm(loader, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}", disable=not progress,
                    leave=False)
         for batch in bar:
