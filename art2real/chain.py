@@ -280,10 +280,14 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
 
 
 def _summary(run: Run, name: str, state: dict) -> str:
-    epochs = state["config"]["train"]["epochs_constant"] + state["config"]["train"]["epochs_decay"]
+    t = state["config"]["train"]
+    epochs = t["epochs_constant"] + t["epochs_decay"]
     if name == "best.pt":
         return (f"{run.preset} seed {run.seed}: best.pt, epoch {state['epoch']} of {epochs} "
                 f"(validation {state['metric'].upper()} {state['value']:.4g})")
+    cap = t.get("max_iterations")
+    if cap is not None and cap <= epochs:  # counted in iterations (UNIT): the cap ends the run, not the epochs
+        return f"{run.preset} seed {run.seed}: {name}, iteration {state['iteration']} of {cap} (no validation)"
     return f"{run.preset} seed {run.seed}: {name}, epoch {state['epoch']} of {epochs} (no validation)"
 
 

@@ -6,6 +6,8 @@ Presets are named by intent:
   cpu    128 px, ngf 32 / 6 blocks, ndf 64: about an hour on 2 CPU cores
   paper  256 px, ngf 64 / 9 blocks, ndf 64, 100 + 200 epochs, early stopping on FID (patience 30)
   auto   paper on CUDA, demo on CPU
+A method changes what it needs on top of a preset (its ``preset_values``): UNIT, for instance, its network
+sizes in the ``unit`` section and its authors' schedule counted in iterations.
 """
 from __future__ import annotations
 

@@ -259,3 +259,15 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp
     # the lr column across the kill: iteration n (1-based) ran at 1e-4 * 0.5 ** (n // 5)
     lr = log.read_text().splitlines()[0].split(",").index("lr")
     assert [float(r[lr]) for r in rows] == pytest.approx([1e-4 * 0.5 ** (n // 5) for n in range(1, 25)])
+
+
+def test_tables_name_the_iteration_of_an_iteration_counted_run():
+    from art2real.chain import _summary
+    from art2real.methods.unit import DEMO_EPOCHS
+    from art2real.runs import Run
+
+    state = {"config": to_dict(get_config("paper", method="unit")), "iteration": 1234, "epoch": 3}
+    assert _summary(Run("demo", "unit", "paper"), "last.pt", state) == \
+        "paper seed 0: last.pt, iteration 1234 of 1000000 (no validation)"
+    state["config"] = to_dict(get_config("demo", method="unit"))
+    assert _summary(Run("demo", "unit", "demo"), "last.pt", state).endswith(f"epoch 3 of {DEMO_EPOCHS} (no validation)")
