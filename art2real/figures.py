@@ -97,9 +97,11 @@ def loss_curves(losses: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, Path]]]) -> Figure:
+def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, Path]]], first: str = "painting"
+                     ) -> Figure:
     """Figures 5-6: one row per painting; the painting, then one column per image set ({painting file name:
-    image}); a missing image leaves its cell empty."""
+    image}); a missing image leaves its cell empty. ``first`` titles the first column (the photos of
+    style-transferred reals use the same sheet)."""
     cols = 1 + len(columns)
     fig, axes = _grid(len(paintings) * cols, cols, cell=2.0)
     for r, painting in enumerate(paintings):
@@ -107,7 +109,7 @@ def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, P
         for c, (_, images) in enumerate(columns, 1):
             if painting.name in images:
                 axes[r, c].imshow(load_rgb(images[painting.name]))
-    for c, title in enumerate(["painting"] + [t for t, _ in columns]):
+    for c, title in enumerate([first] + [t for t, _ in columns]):
         axes[0, c].set_title(title, fontsize=8)
     return fig
 
