@@ -226,8 +226,8 @@ class GatysConfig:
     pooling: str = opt("avg", choices=("avg", "max"))
     lbfgs_history: int = opt(100, min=1)  # past updates L-BFGS keeps for its curvature estimate (torch default)
     # torch threads while stylising on a CPU (restored after); None = torch's default. One image of 128-256 px
-    # gives each thread little work per operation: on a 2-core machine shared with other jobs, 2 threads ran
-    # 50 iterations in 6.7-27 s against 1.1-4 s for 1 thread (benchmarks/bench_gatys.py --threads)
+    # gives each thread little work per operation: on a 2-core machine shared with other jobs (load 9-17), 2
+    # threads ran 50 iterations 6-30x slower than 1 thread (benchmarks/bench_gatys.py --compare-threads)
     cpu_threads: int | None = opt(1, min=1)
 
 
