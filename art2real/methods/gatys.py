@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from ..config import pick_device
 from ..data.images import load_rgb, scan_images, to_image, to_tensor
 from ..data.registry import dataset_root
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import atomic_path, write_json
-from ..nn.style import DEFAULT_STYLE_WEIGHT, feature_network, stylise
+from ..nn.style import DEFAULT_STYLE_WEIGHT, VGG19_LAYERS, feature_network, stylise
 from . import register
 from .base import Method
 
@@ -49,6 +49,16 @@ class StyleTransferredReals(Method):
         # hardly changes from 150 to 300 iterations); paper: the authors' 500 (the default)
         return {"smoke": {"gatys.iterations": 5}, "demo": {"gatys.iterations": 150},
                 "cpu": {"gatys.iterations": 500}}.get(preset, {})
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        g = cfg.gatys
+        if not g.style_layers:
+            raise ConfigError("gatys.style_layers must name at least one VGG-19 layer, e.g. [conv1_1, conv2_1]")
+        unknown = [n for n in (*g.style_layers, g.content_layer) if n not in VGG19_LAYERS]
+        if unknown:
+            raise ConfigError(f"gatys.style_layers / gatys.content_layer: unknown VGG-19 layer(s) "
+                              f"{', '.join(unknown)}; choose among {', '.join(VGG19_LAYERS)}")
 
     @classmethod
     def produce(cls, cfg, target, progress: bool = True) -> dict:
