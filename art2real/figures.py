@@ -2,6 +2,7 @@
 shows them, the chain saves them (``fig.savefig``)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,7 @@ def tsne(table: pd.DataFrame, title: str) -> Figure:
         part = table[(table["method"] == "-") | (table["method"] == method)]
         for domain, group in part.groupby("domain"):
             ax.scatter(group["x"], group["y"], s=12, c=colours[domain], label=domain, alpha=0.8)
-        ax.set_title(method if method != "-" else "paintings and photos", fontsize=9)
+        ax.set_title(textwrap.fill(method, 45) if method != "-" else "paintings and photos", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7)
