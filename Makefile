@@ -27,10 +27,10 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-# The whole chain 00 -> 07 on the embedded demo data at the demo preset, both trainings shortened to 24 epochs
-# so the chain takes about 20 minutes on 2 CPU cores (the preset's 36 epochs: about 28 minutes).
+# The whole chain 00 -> 08 on the embedded demo data at the demo preset: every method of the paper and CUT,
+# each trained for its demo preset's epochs (the tables say how many).
 demo: setup
-	$(PY) -m art2real.cli chain --artist demo --preset demo --epochs 24
+	$(PY) -m art2real.cli chain --artist demo --preset demo
 
 # The chain for any setting: make paper ARTIST=monet [PRESET=paper]
 paper: setup

@@ -93,7 +93,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp
 
 
 def test_missing_or_empty_dataset_stops_before_training(tmp_path):
-    with pytest.raises(FileNotFoundError, match="art2real data download"):
+    with pytest.raises(FileNotFoundError, match="nothing_here is missing trainA.*Put the images in"):
         Trainer(smoke(tmp_path / "nothing_here"), tmp_path / "run")
     for split in ("trainA", "trainB", "testA", "testB"):
         (tmp_path / "empty" / split).mkdir(parents=True)

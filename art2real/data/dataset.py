@@ -153,7 +153,9 @@ class UnpairedDataset(Dataset):
 
 
 class EpochView(Dataset):
-    """Items ``start..`` of one epoch of an UnpairedDataset, for a DataLoader (workers welcome)."""
+    """Items ``start..`` of one epoch of an UnpairedDataset, for a DataLoader (workers welcome). Each item also
+    says where it is: "index" (its position in the epoch) and "epoch_size", for methods whose update depends on
+    the position in the epoch (DRIT's last batches)."""
 
     def __init__(self, dataset: UnpairedDataset, epoch: int, start: int = 0):
         self.dataset, self.epoch, self.start = dataset, epoch, start
@@ -162,4 +164,5 @@ class EpochView(Dataset):
         return len(self.dataset) - self.start
 
     def __getitem__(self, i: int) -> dict:
-        return self.dataset.item(self.epoch, self.start + i)
+        index = self.start + i
+        return {**self.dataset.item(self.epoch, index), "index": index, "epoch_size": len(self.dataset)}
