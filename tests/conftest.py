@@ -1,4 +1,5 @@
-import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,4 +28,16 @@ def tiny_dataset(tmp_path) -> Path:
     return tmp_path
 
 
-from .fake_cuda import cuda_stand_in  # noqa: E402,F401  (the CUDA stand-in fixture, for any test)
+from .fake_cuda import cuda_stand_in  # noqa: F401  (the CUDA stand-in fixture, for any test)
+
+
+def sigkill_when_logged(proc, log: Path, lines: int, timeout: float = 120) -> None:
+    """SIGKILL a training process once its ``losses.csv`` has more than ``lines`` lines (a point past a
+    checkpoint the test chose); fails when the run ended before that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) > lines:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"

@@ -1,11 +1,9 @@
 """The Art2Real training path: masks follow augmentation, the paper's mask schedule, early stopping and the best
 generator, and exact resume after SIGKILL with the memory banks in the loop."""
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from art2real.semantic import SemanticContext, painting_masks
 from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer
 
-from .conftest import DEMO, REPO
+from .conftest import DEMO, REPO, sigkill_when_logged
 
 
 class ColourSegmenter:
@@ -124,13 +122,7 @@ def test_art2real_resumes_after_sigkill_with_identical_weights(tmp_path):
     subprocess.run([sys.executable, "-c", TRAIN, str(DEMO), str(straight)], check=True, env=env)
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(DEMO), str(killed)], env=env)
     log = killed / "losses.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) > 5:  # past iteration 4: checkpoint at 3, epoch 2
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(proc, log, 5, timeout=300)  # past iteration 4: checkpoint at 3, epoch 2
     subprocess.run([sys.executable, "-c", TRAIN, str(DEMO), str(killed)], check=True, env=env)
     a, b = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (straight, killed))
     assert a["iteration"] == b["iteration"] == 8

@@ -3,11 +3,9 @@ exact resume after SIGKILL, translators and files, whole-image decay epochs.
 
 The networks and PatchNCE themselves are tested against the authors' code in test_cut.py."""
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer, build_method, config_changes
 from art2real.translate import load_translator
 
-from .conftest import REPO
+from .conftest import REPO, sigkill_when_logged
 from .test_cut import _official_layout_file
 
 CUT_FAMILY = ("cut", "cut_banks", "fastcut", "fastcut_banks")
@@ -226,14 +224,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(key, tiny_dataset
 
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed), key], env=env)
     log = killed / "losses.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        # iteration 10: the last checkpoint is at 8, mid-epoch 2; the decay epochs (3, 4: no crop) follow
-        if log.exists() and len(log.read_text().splitlines()) > 10:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(proc, log, 10, timeout=300)
     state = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
 

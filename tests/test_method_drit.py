@@ -3,11 +3,9 @@ exact resume after SIGKILL, the translator through translate and load_translator
 the best epoch kept by FID validation."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer, build_method
 from art2real.translate import load_translator, translate_folder
 
-from .conftest import REPO
+from .conftest import REPO, sigkill_when_logged
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "drit_official_state.json").read_text())
 # the authors' DRIT(opts) at their defaults, summed per network (tests/test_drit.py says how they were measured)
@@ -144,13 +142,7 @@ def test_sigkill_between_a_content_only_and_a_full_update_then_resume_gives_iden
 
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
     log = killed / "losses.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) > 7:  # iteration 7: last checkpoint at 6
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(proc, log, 7)  # iteration 7: last checkpoint at 6
     state = load_checkpoint(killed / "checkpoints" / "last.pt")
     # the checkpoint of iteration 6 (epoch 2, batch 1: content only); batch 2, a full update, comes next
     assert (state["iteration"], state["epoch_iter"], state["method"]["extra"]["total_it"]) == (6, 4, 2)

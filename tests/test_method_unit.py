@@ -6,11 +6,9 @@ through ``methods.get("unit")`` and the config.
 """
 import copy
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -18,12 +16,16 @@ import torch
 from art2real import methods
 from art2real.config import get_config, to_dict
 from art2real.errors import CheckpointError, ConfigError
-from art2real.nn.unit import discriminator_losses, generator_losses, save_official_generators
+from art2real.nn.unit import (
+    discriminator_losses,
+    generator_losses,
+    save_official_generators,
+)
 from art2real.train.checkpoint import load_checkpoint, save_checkpoint
 from art2real.train.trainer import Trainer
 from art2real.translate import load_translator, translate_tensor
 
-from .conftest import REPO
+from .conftest import REPO, sigkill_when_logged
 
 CPU = torch.device("cpu")
 
@@ -235,13 +237,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp
 
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
     log = killed / "losses.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) > 10:  # iteration 10: last checkpoint at 8
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(proc, log, 10)  # iteration 10: last checkpoint at 8
     state = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
 

@@ -1,10 +1,8 @@
 """The trainer: a smoke run, exact resume after SIGKILL, and bad input stopped before training."""
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from art2real.config import get_config
 from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer
 
-from .conftest import REPO
+from .conftest import REPO, sigkill_when_logged
 
 
 def smoke(dataset, **overrides):
@@ -72,13 +70,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp
 
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
     log = killed / "losses.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) > 10:  # iteration 10: last checkpoint at 8
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(proc, log, 10)  # iteration 10: last checkpoint at 8
     state = load_checkpoint(killed / "checkpoints" / "last.pt")
     assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
 
