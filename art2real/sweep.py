@@ -138,8 +138,12 @@ class Job:
 
     def __call__(self):
         # the job's log (submitit's .err file) gets the kit's progress lines: resumed from, banks built, ...
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("art2real").setLevel(logging.INFO)
+        kit = logging.getLogger("art2real")
+        if not kit.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            kit.addHandler(handler)
+            kit.setLevel(logging.INFO)
         if self.threads:
             _limit_threads(self.threads)
         return self.run()
