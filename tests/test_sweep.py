@@ -250,6 +250,34 @@ def _resumed_at(log: str) -> int:
     return int(resumed[0].rsplit("iteration ", 1)[1])
 
 
+def test_status_on_slurm_pending_running_failed_and_a_resubmission(slurm_cluster, tmp_path):
+    """A training in flight is running and what waits for it pending; cancelled, it is failed and Slurm cancels
+    its dependants; submitting again resubmits them, and once more keeps the jobs in flight."""
+    grid = sweep.Grid(("demo",), ("cyclegan",), (0,), "smoke", (("train.epochs_constant", 200),))
+    folder = tmp_path / "sweep"
+    first = sweep.submit(grid, folder, "slurm", RESOURCES)
+    train = first["jobs"]["demo/train/cyclegan/seed0"]["job_id"]
+    deadline = time.time() + 120
+    while (states := {r["job"]: r for r in sweep.status(folder)})["demo/train/cyclegan/seed0"]["state"] != "running":
+        assert time.time() < deadline, states
+        time.sleep(0.5)
+    assert states["demo/translate"]["state"] == "pending" and "Dependency" in states["demo/translate"]["detail"]
+    assert states["demo/tables"]["state"] == "pending"
+    slurm_cluster.run("scancel", train)
+    rows = sweep.wait(folder, timeout_s=120, poll_s=1)
+    assert [(r["job"], r["state"]) for r in rows] == [("demo/train/cyclegan/seed0", "failed"),
+                                                      ("demo/translate", "failed"), ("demo/tables", "failed")]
+    assert "CANCELLED" in rows[0]["detail"] and "Dependency" in rows[1]["detail"], rows
+    second = sweep.submit(grid, folder, "slurm", RESOURCES)
+    assert [r["action"] for r in second["jobs"].values()] == ["run"] * 3
+    third = sweep.submit(grid, folder, "slurm", RESOURCES)  # the second's jobs are in flight: kept, not doubled
+    assert [r["action"] for r in third["jobs"].values()] == ["kept"] * 3
+    assert [r["job_id"] for r in third["jobs"].values()] == [r["job_id"] for r in second["jobs"].values()]
+    text = sweep.status_text(sweep.status(folder))
+    assert "demo/train/cyclegan/seed0" in text and "log: " in text
+    slurm_cluster.run("scancel", *[r["job_id"] for r in third["jobs"].values()])
+
+
 # ---------------------------------------------------------------------------------------------------- local
 def test_local_executor_runs_the_graph_in_order(small_demo, results, tmp_path):
     grid = sweep.Grid((str(small_demo),), ("cyclegan",), (0, 1), "smoke")
