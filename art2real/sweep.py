@@ -403,14 +403,13 @@ def load_resources(path: str | Path | None, **given) -> tuple[str, Resources, di
     """(executor, resources for every stage, per-stage resources) from an optional YAML file and flags; flags
     (values not None) win over the file. The file holds ``executor``, any field of :class:`Resources`, and
     ``stages: {train: {time: 2880}, tables: {gpus: 1}}`` for what one stage asks differently."""
-    data = yaml.safe_load(Path(path).read_text()) if path else {}
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of resources (partition, gpus, time, ...)")
+    data = _read_yaml(Path(path)) if path else {}
     executor = given.pop("executor", None) or data.pop("executor", "slurm")
     stages = data.pop("stages", {}) or {}
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) or v is None for v in stages.values()):
+        raise ConfigError(f"{path}: stages must map a stage to its resources, e.g. `stages: {{train: {{time: 2880}}}}`")
     base = _resources(data, path)
-    base = replace(base, **{k: v for k, v in given.items() if v is not None})
+    base = replace(base, **_resources({k: v for k, v in given.items() if v is not None}, "flags", as_dict=True))
     per_stage = {}
     for stage, values in stages.items():
         if stage not in ("banks", "train", "translate", "tables"):
@@ -426,8 +425,45 @@ def _resources(values: dict, path, as_dict: bool = False):
     if unknown:
         raise ConfigError(f"{path}: unknown resource key(s) {', '.join(unknown)}; known: "
                           f"{', '.join(sorted(RESOURCE_KEYS))}")
+    for key, value in values.items():
+        _check_resource(key, value, path)
     values = {k: tuple(v) if k == "setup" else v for k, v in values.items()}
     return values if as_dict else Resources(**values)
+
+
+_COUNTS = {"gpus": 0, "cpus": 1, "time": 1, "max_requeues": 0, "signal_delay_s": 0}  # key: least value
+
+
+def _check_resource(key: str, value, path) -> None:
+    """A wrong type stops here with the key's name, not later inside sbatch or submitit."""
+    if key in _COUNTS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= _COUNTS[key]
+        wanted = f"an integer >= {_COUNTS[key]}" + (" (minutes)" if key == "time" else "")
+    elif key == "mem_gb":
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+        wanted = "a number of GB > 0"
+    elif key == "setup":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(line, str) for line in value)
+        wanted = "a list of shell lines"
+    else:
+        ok = value is None or isinstance(value, str)
+        wanted = "a name"
+    if not ok:
+        where = f"--{key.replace('_', '-')}" if path == "flags" else f"{path}: resource {key}"
+        raise ConfigError(f"{where} must be {wanted}, got {value!r}")
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"resources file {path} not found; pass a YAML file such as `partition: gpu` "
+                          f"`gpus: 1` `time: 1440`, or give the values as flags (--partition, --gpus, --time)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of resources (partition, gpus, time, ...)")
+    return data
 
 
 # ---------------------------------------------------------------------------------------------------- submit
@@ -642,10 +678,11 @@ def add_sweep_commands(subparsers) -> None:
     """``art2real sweep [run|status] ...``; hooked into ``art2real/cli.py``'s ``build_parser``."""
     s = subparsers.add_parser("sweep", help="settings x methods x seeds as jobs on Slurm (or locally); status",
                               description=__doc__.split("\n\n")[0])
-    s.add_argument("action", nargs="?", choices=["run", "status"], default="run")
+    s.add_argument("action", nargs="?", choices=["run", "status"], default="run",
+                   help="run (default): submit what is not done; status: pending, running, done, failed, logs")
     s.add_argument("--settings", nargs="+", default=["demo"], help="artists / dataset names / folders")
     s.add_argument("--methods", nargs="+", choices=methods.names(), help="default: every registered method")
-    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training per method and seed")
     s.add_argument("--preset", default="paper", choices=[p for p in PRESETS if p != "auto"])
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every job")
     s.add_argument("--device", default="auto")

@@ -132,6 +132,24 @@ def test_cli_dry_run_prints_the_graph(capsys):
     assert "after: demo/banks" in next(line for line in lines if line.startswith("demo/train/art2real/seed1"))
 
 
+def test_the_cli_has_sweep_and_stops_a_wrong_grid_with_one_line(tmp_path, capsys):
+    from art2real import cli
+
+    assert cli.main(["sweep", "--settings", "demo", "--methods", "cyclegan", "--preset", "smoke", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("demo/train/cyclegan/seed0")
+    (tmp_path / "bad.yaml").write_text("gpus: two\n")
+    for argv, message in ((["--seeds", "0", "0"], "seeds must be distinct integers"),
+                          (["--set", "train.nope=1"], "unknown config key 'train.nope'"),
+                          (["--resources", str(tmp_path / "none.yaml")], "none.yaml not found"),
+                          (["--resources", str(tmp_path / "bad.yaml")], "resource gpus must be an integer"),
+                          (["--time", "0"], "--time must be an integer >= 1")):
+        assert cli.main(["sweep", "--preset", "smoke", "--dry-run", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, (argv, err)
+    assert cli.main(["sweep", "status", "--folder", str(tmp_path / "nowhere")]) == 2
+    assert "no sweep at" in capsys.readouterr().err
+
+
 def test_request_stop_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     """What a preempted job does: the stop lands mid-step, the step finishes, last.pt is saved, fit returns
     interrupted; a new Trainer resumes to the weights of a run never stopped."""
