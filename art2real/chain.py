@@ -22,7 +22,7 @@ from .config import PRESETS, Config, get_config, pick_device
 from .data.download import DownloadError, download
 from .data.images import file_stamp, scan_images
 from .data.registry import ARTISTS, SPLITS, dataset_root, get_setting, missing_splits
-from .errors import ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, UserError
 from .io import write_json, write_text
 from .outcomes import NotAvailable
 from .paths import repo_root
@@ -30,7 +30,7 @@ from .runs import Run, release_translations, runs_of, setting_dir
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = ["00_data", "01_memory_banks", "02_train", "03_translate", "04_fid_table", "05_entropy", "06_tsne",
-             "07_qualitative"]
+             "07_qualitative", "08_user_study"]
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -75,7 +75,7 @@ def stage_config(artist: str, preset: str = "auto", method: str = "art2real", se
     for name, value, kind in (("artist", artist, str), ("preset", preset, str), ("method", method, str),
                               ("seed", seed, int), ("epochs", epochs, int)):
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"parameter {name} must be a {kind.__name__}, got {value!r}")
+            raise ConfigError(f"parameter {name} must be {'an int' if kind is int else 'a string'}, got {value!r}")
     if preset not in PRESETS:
         raise ConfigError(f"parameter preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if seed < 0 or epochs < 0:
@@ -244,8 +244,16 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
         for s in seeds or [cfg.seed]:
             own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device)
             target = Run.of(own).translations(split)
+            status = target.parent / "status.json"
             if not (target / "source.json").exists():
-                write_json(target / "source.json", methods.get(key).produce(own, target))
+                try:
+                    write_json(target / "source.json", methods.get(key).produce(own, target))
+                except UserError as e:  # missing weights or data: the tables say why and how to fix it
+                    write_json(status, {"reason": str(e).splitlines()[0][:400],
+                                        "fix": f"fix the above, then rerun 03_translate (method {key})"})
+                    rows.append({"method": key, "seed": s, "folder": "", "translated": f"not available: {e}"[:200]})
+                    continue
+            status.unlink(missing_ok=True)
             rows.append({"method": key, "seed": s, "folder": str(target), "translated": "produced"})
     for run in runs_of(cfg.data.dataset, cfg.preset):
         if not methods.get(run.method).trained:
@@ -268,7 +276,7 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
         target = release_translations(cfg.data.dataset, release.name, split)
         try:
             translator = load_release(release.name, device, retries=0)
-        except (DownloadError, OSError, ValueError) as e:
+        except (DownloadError, CheckpointError, OSError, ValueError) as e:  # a release that cannot be used
             write_json(target.parent / "status.json", {"reason": str(e).splitlines()[0][:400],
                                                        "fix": f"art2real translate --release {release.name} ..."})
             rows.append({"method": release.name, "folder": "", "translated": f"not available: {e}"[:200]})
@@ -280,10 +288,14 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
 
 
 def _summary(run: Run, name: str, state: dict) -> str:
-    epochs = state["config"]["train"]["epochs_constant"] + state["config"]["train"]["epochs_decay"]
+    t = state["config"]["train"]
+    epochs = t["epochs_constant"] + t["epochs_decay"]
     if name == "best.pt":
         return (f"{run.preset} seed {run.seed}: best.pt, epoch {state['epoch']} of {epochs} "
                 f"(validation {state['metric'].upper()} {state['value']:.4g})")
+    cap = t.get("max_iterations")
+    if cap is not None and cap <= epochs:  # counted in iterations (UNIT): the cap ends the run, not the epochs
+        return f"{run.preset} seed {run.seed}: {name}, iteration {state['iteration']} of {cap} (no validation)"
     return f"{run.preset} seed {run.seed}: {name}, epoch {state['epoch']} of {epochs} (no validation)"
 
 
@@ -297,9 +309,42 @@ def comparison_figure(cfg: Config, n: int = 6, split: str = "testA", seed: int |
     for image_set in tables.method_sets(cfg, split, None if seed is None else [seed]):
         if image_set.folders and image_set.of_paintings:
             folder = image_set.folders[0]
-            title = image_set.row + ("" if image_set.in_paper else "\n(not in the paper)")
+            title = image_set.label.replace(" (not in the paper)", "\n(not in the paper)")
             columns.append((title, {p.name: folder / names[p] for p in paintings if (folder / names[p]).exists()}))
     return figures.comparison_sheet(paintings[:n], columns)
+
+
+def study_sources(cfg: Config, seed: int | None = None, split: str = "testA") -> tuple[Path, str, dict[str, str]]:
+    """For the user study (notebook 08): (the test paintings, Art2Real's translations, {competitor row:
+    translations}) from the run layout, one seed. Without Art2Real translations: ("", the paper's competitors with
+    "" folders), which the study turns into clearly labelled stand-ins."""
+    paintings = dataset_root(cfg.data.dataset) / split
+    sets = {s.row: s for s in tables.method_sets(cfg, split, None if seed is None else [seed])
+            if s.of_paintings and s.folders and "(release" not in s.row}
+    ours = sets.pop("Art2Real", None)
+    if ours is None:
+        return paintings, "", {"Cycle-GAN": "", "UNIT": "", "DRIT": ""}
+    return paintings, str(ours.folders[0]), {row: str(s.folders[0]) for row, s in sets.items()}
+
+
+def style_transfer_figure(cfg: Config, n: int = 4, seed: int | None = None) -> Figure | None:
+    """Style-transferred reals: test photos, the painting drawn as each one's style, the result; None when they
+    were not produced."""
+    import textwrap
+
+    root = dataset_root(cfg.data.dataset)
+    for image_set in tables.method_sets(cfg, "testA", None if seed is None else [seed]):
+        if not image_set.folders or image_set.of_paintings:
+            continue
+        folder = image_set.folders[0]
+        pairs = json.loads((folder / "source.json").read_text()).get("pairs", [])[:n]
+        photos = [root / p["content"] for p in pairs]
+        fig = figures.comparison_sheet(photos, [
+            ("painting (style)", {photo.name: root / p["style"] for photo, p in zip(photos, pairs)}),
+            ("result", {photo.name: folder / p["output"] for photo, p in zip(photos, pairs)})], first="photo (content)")
+        fig.suptitle(textwrap.fill(image_set.label, 60), fontsize=8)
+        return fig
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- 04-06
@@ -319,8 +364,7 @@ def tsne_stage(cfg: Config, classifier: str = "auto", seed: int | None = None):
     sets = [("painting", "-", root / "testA"), ("photo", "-", root / "testB")]
     for image_set in tables.method_sets(cfg, "testA", None if seed is None else [seed]):
         if image_set.folders:
-            label = image_set.row + ("" if image_set.in_paper else " (not in the paper)")
-            sets.append(("generated", label, image_set.folders[0]))
+            sets.append(("generated", image_set.label, image_set.folders[0]))
     table = tsne_table(sets, classifier, cfg.seed, cfg.data.image_size, pick_device(cfg.device))
     if isinstance(table, NotAvailable):
         return table, None
@@ -353,17 +397,24 @@ def write_summary(cfg: Config) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- chain
+def chain_methods(method_list: list[str] | None = None) -> list[str]:
+    """The methods 02 trains: those named (checked), else every registered trained one but the variants trained on
+    request (``chain_default`` False)."""
+    for m in method_list or []:
+        methods.get(m)
+    return list(method_list) if method_list else \
+        [m for m in methods.names(trained=True) if methods.get(m).chain_default]
+
+
 def run_chain(artist: str, preset: str = "auto", seed: int = 0, start: str = "00", epochs: int = 0,
               method_list: list[str] | None = None) -> Path:
     """Execute notebooks 00 -> 07 with papermill, one line per stage on the terminal and the full logs in
     ``results/<setting>/notebooks/chain.log``; executed copies go beside it. 02 runs once per method
-    (default: every registered trained method)."""
+    (default: every registered trained method but the variants trained on request, ``chain_default`` False)."""
     import papermill as pm
 
     cfg = stage_config(artist, preset, seed=seed, epochs=epochs)  # fail fast on a wrong parameter
-    trained = method_list or methods.names(trained=True)
-    for m in trained:
-        methods.get(m)
+    trained = chain_methods(method_list)
     target = results(cfg, "notebooks")
     log_file = target / "chain.log"
     with _logs_to(log_file):

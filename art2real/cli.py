@@ -32,7 +32,8 @@ def _overrides(args) -> dict:
 def cmd_data(args) -> int:
     from .data.download import download
     from .data.images import scan_images
-    from .data.registry import DATASETS, SPLITS, dataset_root, missing_splits
+    from .data.registry import ARTISTS, DATASETS, SPLITS, dataset_root, missing_splits
+    from .errors import DataError
 
     if args.action == "list":
         for s in DATASETS.values():
@@ -43,15 +44,20 @@ def cmd_data(args) -> int:
         print(download(args.name))
         return 0
     root = dataset_root(args.name)
+    if not root.is_dir():
+        registered = str(args.name).lower() in ARTISTS or args.name in DATASETS
+        raise DataError(f"{root} does not exist" + (f": run `art2real data download {args.name}`" if registered
+                                                     else " (give a dataset name or a folder)"))
     missing = missing_splits(root)
-    plain = bool(missing) and root.is_dir() and scan_images(root).good  # a plain folder of images
+    top = scan_images(root, min_size=args.size) if len(missing) == len(SPLITS) else None
+    plain = top is not None and bool(top.good or top.bad)  # a plain folder of images (readable or not)
     folders = [root] if plain else [root / s for s in SPLITS]
     problems, flagged = (0 if plain else len(missing)), 0
     for folder in folders:
         if not folder.is_dir():
             print(f"{folder}: MISSING")
             continue
-        report = scan_images(folder, min_size=args.size)
+        report = top if plain else scan_images(folder, min_size=args.size)
         print(report.summary())
         problems += len(report.bad) + (not report.good)
         flagged += len(report.tiny)
@@ -85,8 +91,9 @@ def cmd_translate(args) -> int:
     from .errors import DataError
     from .pretrained import load_release
     from .runs import Run
-    from .translate import load_translator, translate_folder
+    from .translate import check_options, load_translator, translate_folder
 
+    check_options(args.tile, args.size)  # before a release is downloaded or a network loaded
     device = pick_device(args.device)
     if args.release:
         translator = load_release(args.release, device)
@@ -103,7 +110,9 @@ def cmd_translate(args) -> int:
     if args.output is None:
         raise UserError("--output is needed with --checkpoint or --release")
     written = translate_folder(translator, args.input, args.output, args.size, args.tile)
-    print(f"{len(written)} image(s) written to {args.output}")
+    skipped = "".join(f"\n  skipped {p.name}: {why}" for p, why in written.skipped)
+    print(f"{len(written)} image(s) written to {args.output}"
+          + (f"; {len(written.skipped)} skipped:{skipped}" if written.skipped else ""))
     return 0
 
 
@@ -200,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--start", default="00", help="resume the chain from this notebook number")
     c.add_argument("--epochs", type=int, default=0, help="epochs of each training (0: the preset's)")
     c.add_argument("--methods", nargs="+", choices=methods.names(trained=True),
-                   help="methods trained by 02 (default: every registered one)")
+                   help="methods trained by 02 (default: every registered one but variants trained on request: "
+                   f"{', '.join(m for m in methods.names(trained=True) if not methods.get(m).chain_default)})")
     c.set_defaults(func=cmd_chain)
 
     from .study.cli import add_study_commands

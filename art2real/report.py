@@ -56,6 +56,13 @@ def fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of plain cells (numbers formatted by ``fmt``)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def cell(outcome, digits: int = 2) -> str:
     """A measured value as text: one number, or mean ± std over seeds with the 95% interval."""
     if not isinstance(outcome, Measured):
@@ -102,9 +109,7 @@ def markdown(table: pd.DataFrame) -> str:
     shown = [c for c in table.columns if not c.startswith("_")]
     rows = [[notes.mark(v) if isinstance(v, NotAvailable) else cell(v) for v in row]
             for row in table[shown].astype(object).values.tolist()]
-    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    md = f"## {table.attrs.get('title', '')}\n\n" + "\n".join(lines) + "\n"
+    md = f"## {table.attrs.get('title', '')}\n\n" + markdown_table(shown, rows) + "\n"
     extra = table.attrs.get("notes", [])
     md += "".join(f"\n{n}\n" for n in extra)
     md += notes.render() + ("\n" if notes.notes else "")

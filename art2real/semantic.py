@@ -182,9 +182,12 @@ class SemanticContext:
                 {k: v.to(torch.int16) for k, v in self.masks.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        """The masks a run recomputed from G(x), for the paintings it still has; a painting added since keeps
+        the mask of its own segmentation (until the schedule recomputes them all), one removed is dropped."""
         self.masks_from = state["masks_from"]
         if state["masks"] is not None:
-            self.masks = {k: v.long() for k, v in state["masks"].items()}
+            saved = {k: v.long() for k, v in state["masks"].items()}
+            self.masks = {name: saved.get(name, mask) for name, mask in self.masks.items()}
 
 
 def build_context(cfg: Config, progress: bool = True) -> SemanticContext:

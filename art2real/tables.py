@@ -30,6 +30,13 @@ class ImageSet:
     missing: NotAvailable | None = None
     seeds: tuple[int, ...] = field(default=())
     of_paintings: bool = True  # one image per test painting (False: style-transferred photos)
+    substitute: str = ""  # what stood in for the paper's network, when something did (source.json "substitute")
+
+    @property
+    def label(self) -> str:
+        """The row as tables and figures name it: the paper's row, and what makes it differ from the paper's."""
+        return (self.row + ("" if self.in_paper else " (not in the paper)")
+                + (f" [{self.substitute}]" if self.substitute else ""))
 
 
 def paper_column(cfg: Config) -> str | None:
@@ -41,9 +48,9 @@ def paper_column(cfg: Config) -> str | None:
     return artist if artist in report.PAPER_FID["Art2Real"] else None
 
 
-def _source(folder: Path) -> str:
+def _source(folder: Path, key: str = "summary") -> str:
     meta = folder / "source.json"
-    return json.loads(meta.read_text()).get("summary", "") if meta.exists() else ""
+    return json.loads(meta.read_text()).get(key, "") if meta.exists() else ""
 
 
 def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = None) -> list[ImageSet]:
@@ -56,11 +63,15 @@ def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = Non
         done = [r for r in mine if (r.translations(split) / "source.json").exists()]
         if done:
             sources = sorted({_source(r.translations(split)) for r in done})
+            substitutes = sorted({_source(r.translations(split), "substitute") for r in done} - {""})
             sets.append(ImageSet(cls.row, tuple(r.translations(split) for r in done), "; ".join(sources),
                                  cls.in_paper, seeds=tuple(r.seed for r in done),
-                                 of_paintings=cls.translates_paintings))
+                                 of_paintings=cls.translates_paintings, substitute="; ".join(substitutes)))
             continue
         run = Run(cfg.data.dataset, key, cfg.preset, (seeds or [cfg.seed])[0])
+        if not cls.trained:
+            sets.append(ImageSet(cls.row, in_paper=cls.in_paper, missing=_not_produced(run, split)))
+            continue
         reason = (f"{cls.row} run at {run.dir} not translated yet" if mine else
                   f"no {cls.row} run of the {cfg.preset} preset at {run.dir.parent}")
         fix = (f"art2real train --dataset {cfg.data.dataset} --preset {cfg.preset} --method {key}, then "
@@ -76,6 +87,16 @@ def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = Non
             why = json.loads(status.read_text())
             sets.append(ImageSet(row, missing=NotAvailable(why["reason"], why.get("fix", ""))))
     return sets
+
+
+def _not_produced(run: Run, split: str) -> NotAvailable:
+    """Why a method without training has no images: what its last attempt said (status.json), or not yet run."""
+    status = run.translations(split).parent / "status.json"
+    if status.exists():
+        why = json.loads(status.read_text())
+        return NotAvailable(why["reason"], why.get("fix", ""))
+    return NotAvailable(f"{methods.get(run.method).row} images not produced yet at {run.translations(split)}",
+                        "run 03_translate (or `art2real chain --start 03`)")
 
 
 def _data_set(cfg: Config, row: str, split: str) -> ImageSet:
@@ -112,10 +133,11 @@ def fid_table(cfg: Config, seeds: list[int] | None = None, split: str = "testA")
         paper_row = image_set.row.split(" (release")[0]
         paper = report.PAPER_FID.get(paper_row, {}).get(column) if column else None
         fid_value = _over_seeds(fids) if fids else image_set.missing
-        rows.append({"method": image_set.row + ("" if image_set.in_paper else " (not in the paper)"),
+        rows.append({"method": image_set.label,
                      "paper FID": paper, "FID": fid_value, "KID x1000": _over_seeds(kids) if kids else None,
                      "seeds": len(image_set.folders) or None,
-                     "status": report.comparison(fid_value, paper, _fid_conditions(cfg, fid_value)),
+                     "status": report.comparison(fid_value, paper,
+                                                 image_set.substitute or _fid_conditions(cfg, fid_value)),
                      "source": image_set.source})
     table = pd.DataFrame(rows)
     table.attrs["title"] = (f"Table 1: FID, {column or cfg.data.dataset}, {cfg.preset} preset, {size} px; "
@@ -145,7 +167,7 @@ def entropy_table(cfg: Config, classifier: str = "auto", seeds: list[int] | None
     sets = [_data_set(cfg, "Real photos", "testB"), _data_set(cfg, "Original paintings", split)]
     rows, models = [], {}
     for image_set in sets + method_sets(cfg, split, seeds):
-        row = {"method": image_set.row + ("" if image_set.in_paper else " (not in the paper)")}
+        row = {"method": image_set.label}
         paper = report.PAPER_ENTROPY.get(image_set.row.split(" (release")[0], (None,) * 3)
         results = [[classification_entropy(f, classifier, size, device=device),
                     segmentation_entropy(f, segmenter, size, device=device),
@@ -156,8 +178,8 @@ def entropy_table(cfg: Config, classifier: str = "auto", seeds: list[int] | None
             row[f"paper {col}"], row[col] = paper[i], outcome
             if isinstance(outcome, Measured):
                 models[col] = outcome.model
-                statuses.append(f"{col}: " + report.comparison(outcome, paper[i],
-                                                                _entropy_conditions(cfg, col, outcome)))
+                statuses.append(f"{col}: " + report.comparison(
+                    outcome, paper[i], image_set.substitute or _entropy_conditions(cfg, col, outcome)))
         row["seeds"] = len(image_set.folders) or None
         row["status"] = "; ".join(statuses)
         rows.append(row)

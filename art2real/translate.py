@@ -5,7 +5,8 @@ cropped back. Images larger than ``tile`` pixels on a side are translated in ove
 linear ramps, so memory stays bounded whatever the image size.
 
 Outputs are PNGs named after their input's stem; inputs that share a stem (``a.jpg``, ``a.png``) are named after
-their whole file name instead (``a.jpg.png``, ``a.png.png``), so every input gets its own output.
+their whole file name instead (``a.jpg.png``, ``a.png.png``), so every input gets its own output. Unreadable files
+and images under ``MIN_SIDE`` px a side (unless resized with ``size``) are skipped, named and counted.
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from tqdm.auto import tqdm
 
 from . import methods
 from .config import from_dict
-from .data.images import UnreadableImage, load_rgb, scan_images, to_image, to_tensor
-from .errors import CheckpointError, ConfigError, DataError
+from .data.images import ImageReport, UnreadableImage, load_rgb, scan_images, to_image, to_tensor
+from .errors import CheckpointError, ConfigError, DataError, NotAGenerator
 from .train.checkpoint import load_checkpoint
 
 MIN_TILE = 64  # smaller tiles leave no room for the blending overlap
+# the smallest side a translator takes: padded to a multiple of 4 (8 px), the generator's 3-px reflection pad
+# and its 1-px pads after two stride-2 stages (2 px left) still fit; 4 px would leave 1 px there, too few
+MIN_SIDE = 5
 
 
 def load_translator(source, device="cpu", method: str | None = None) -> torch.nn.Module:
@@ -40,7 +44,11 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
     if "translator" in state and "config" in state:
         cfg = from_dict(state["config"])
         net = methods.get(cfg.method).build_translator(cfg)
-        net.load_state_dict(state["translator"])
+        try:
+            net.load_state_dict(state["translator"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{name}: its translator does not fit its own config ({str(e).splitlines()[0]})"
+                                  ) from None
     else:
         if "G" in state and isinstance(state["G"], dict):  # a checkpoint of the first release: G was the generator
             state = state["G"]
@@ -48,6 +56,12 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
             net = methods.get(method or "cyclegan").load_official(state, name)
         except KeyError as e:
             raise ConfigError(e.args[0]) from None
+        except ConfigError:
+            raise
+        except (ValueError, RuntimeError, AttributeError) as e:  # not a generator of that layout
+            layout = method or "cyclegan"
+            raise NotAGenerator(f"{name} is not a {layout} generator file: {e}"
+                                  + ("" if method else " (--method names another layout)")) from None
     return net.to(device).eval()
 
 
@@ -116,43 +130,74 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
     return names
 
 
-def translation_inputs(source: Path) -> list[Path]:
-    """The readable images to translate (a file or a folder); refuses before any work when there is none."""
+def check_options(tile: int, size: int | None) -> None:
+    """Refuse a tile or resize option the generator cannot work with, before anything is loaded or written."""
+    if tile < MIN_TILE:
+        raise ConfigError(f"tile {tile} is too small: tiles must be at least {MIN_TILE} px")
+    if size is not None and size < MIN_SIDE:
+        raise ConfigError(f"size {size} is too small: images are resized to SIZE x SIZE, at least {MIN_SIDE} px")
+
+
+class Written(list):
+    """The translations written; ``skipped`` lists [(input, why)] of the inputs left out."""
+
+    def __init__(self, paths=(), skipped=()):
+        super().__init__(paths)
+        self.skipped = list(skipped)
+
+
+def translation_inputs(source: Path, size: int | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the readable images of a file or folder, [(input, why)] of those that cannot be translated: unreadable,
+    or under ``MIN_SIDE`` px a side without ``size``); refuses before any work when nothing can be."""
     if not source.exists():
         raise DataError(f"nothing to translate: {source} does not exist")
     if source.is_file():
         try:
-            load_rgb(source)
+            image = load_rgb(source)
         except UnreadableImage as e:
             raise DataError(f"cannot translate {e}") from None
-        return [source]
-    report = scan_images(source)
-    if not report.good:
-        raise DataError(f"no readable images in {source} ({report.summary()})")
-    return report.good
+        report = ImageReport(source.parent, good=[source])
+        if min(image.size) < MIN_SIDE:
+            report.smaller_than[source] = image.size
+    else:
+        report = scan_images(source, min_size=MIN_SIDE)
+    why = f"px, too small to translate (under {MIN_SIDE} px a side; --size resizes it)"
+    small = [] if size else [(p, f"{w}x{h} {why}") for p, (w, h) in report.smaller_than.items()]
+    if small:
+        warnings.warn(f"{len(small)} image(s) too small to translate skipped ("
+                      + "; ".join(f"{p.name}: {why}" for p, why in small[:10]) + ")", stacklevel=2)
+    if len(small) == len(report.good):
+        problems = "; ".join(f"{p.name}: {why}" for p, why in (report.bad + small)[:5])
+        raise DataError(f"nothing to translate in {source}: no readable image of at least {MIN_SIDE} px a side"
+                        + (f" ({problems})" if problems else ""))
+    return report.good, report.bad + small
 
 
 def translate_folder(G: torch.nn.Module, source: str | Path, target: str | Path, size: int | None = None,
-                     tile: int = 1024, progress: bool = True, keep_inputs: bool = True) -> list[Path]:
+                     tile: int = 1024, progress: bool = True, keep_inputs: bool = True) -> Written:
     """Translate a file or every readable image of a folder into ``target`` (see the module docstring for the
-    names), with a copy of each input in ``target/inputs/`` for comparison. Unreadable files are skipped and
-    listed in a warning; everything is checked before the first output is written."""
+    names), with a copy of each input in ``target/inputs/`` for comparison. Unreadable files and images too
+    small for the generator are skipped, named in a warning and listed in the result's ``skipped``; everything
+    is checked before the first output is written."""
     source, target = Path(source), Path(target)
-    if tile < MIN_TILE:
-        raise ConfigError(f"tile {tile} is too small: tiles must be at least {MIN_TILE} px")
+    check_options(tile, size)
     folder = source if source.is_dir() else source.parent
     if target.resolve() == folder.resolve() or (source.is_dir() and target.resolve().is_relative_to(source.resolve())):
         raise ConfigError(f"the output folder {target} is inside the input {source}: outputs would overwrite or "
                           "join the inputs; choose another output folder")
-    paths = translation_inputs(source)
-    names = output_names(paths)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"the output {target} is a file; give a folder (it is created when missing)")
+    readable, skipped = translation_inputs(source, size)
+    names = output_names(readable)  # over every readable input, so names do not depend on what is skipped
+    left_out = {p for p, _ in skipped}
     target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in tqdm(paths, desc="translate", disable=not progress):
+    written = Written(skipped=skipped)
+    for path in tqdm([p for p in readable if p not in left_out], desc="translate", disable=not progress):
         try:
             image = load_rgb(path)
         except UnreadableImage as e:  # became unreadable since the scan
             warnings.warn(f"skipping {e}", stacklevel=2)
+            written.skipped.append((path, str(e).split(": ", 1)[-1]))
             continue
         out = target / names[path]
         translate_image(G, image, size, tile, key=path.name).save(out)

@@ -119,8 +119,8 @@ def main() -> None:
     trainer = Trainer(get_config("paper", {"data.dataset": "demo", "train.validate_every": 0}, method="cyclegan"),
                       work / "cyclegan_run")
     batch = trainer.dataset.item(0, 0)
-    batch = {"A": batch["A"][None], "B": batch["B"][None], "A_name": [batch["A_name"]]}
-    step_s = timed(lambda: trainer.step(batch), repeat=3)
+    batch = {"A": batch["A"][None], "B": batch["B"][None], "A_name": [batch["A_name"]], "A_place": batch["A_place"][None]}
+    step_s = timed(lambda: trainer.method.train_step(batch), repeat=3)
     counts = {k: sum(v.values()) for k, v in banks.meta["counts"].items()}
     save("banks", {"photos": args.photos, "nprobe": cfg.bank.nprobe, "rerank": cfg.bank.rerank,
                    "patches_per_scale": counts, "build_seconds": banks.meta["build_seconds"],

@@ -18,7 +18,8 @@ How it works
   functions, ``torch.nn.functional``) builds its helper tensors on the CPU too.
 - A ``TorchFunctionMode`` (the entering thread, and threads started while the stand-in is active) catches what
   turns plain tensors into stand-ins: factories with ``device="cuda"``, ``Tensor.to/cuda/type``, and the
-  ``param.data = ...`` with which ``Module._apply`` moves parameters.
+  ``param.data = ...`` with which ``Module._apply`` moves parameters. It also lets factories allocate pinned
+  host memory (``pin_memory=True``), which needs CUDA.
 - ``torch.cuda`` (availability, devices, RNG, streams, events, memory), ``torch.accelerator``, ``torch.load``
   (``map_location``), ``torch.set_rng_state``, ``torch._C._nn._parse_to`` (``Module.to(tensor)``) and
   ``Tensor.record_stream`` are patched; everything patched, and the cuDNN flags, is restored when the context
@@ -286,6 +287,11 @@ def _handle(func, args, kwargs):
     if special is not None:
         return special(func, args, kwargs)
     target = _target(kwargs.get("device"))
+    if kwargs.get("pin_memory"):  # a factory asking for pinned host memory (needs CUDA, so: here it exists)
+        if target is not _UNSET and target >= 0:
+            raise RuntimeError("Only dense CPU tensors can be pinned")
+        with _raw():
+            return _register_pinned(func(*args, **{**kwargs, "pin_memory": False}))
     tensors = _tensors((args, kwargs), [])
     found = [type(t)._index for t in tensors if isinstance(t, StandInCudaTensor)]
     if not found and (target is _UNSET or target < 0):
@@ -444,6 +450,10 @@ def _pin_memory(func, args, kwargs):
         return self
     with _raw():
         out = self.clone()
+    return _register_pinned(out)
+
+
+def _register_pinned(out: torch.Tensor) -> torch.Tensor:
     key = id(out)
     _PINNED[key] = weakref.ref(out, lambda _: _PINNED.pop(key, None))
     return out

@@ -160,3 +160,25 @@ def test_server_down_fails_at_once_with_instructions(monkeypatch, tmp_path):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="unknown dataset or artist 'picasso'"):
         registry.get_setting("picasso")
+
+
+def test_paintings_and_photos_from_two_archives(server, monkeypatch, tmp_path):
+    """Cezanne, Van Gogh and Ukiyo-e: CycleGAN's paintings with the paper's landscape photos."""
+    def archive(tag):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for split in ("trainA", "trainB", "testA", "testB"):
+                z.writestr(f"x/{split}/{tag}.jpg", tag.encode())
+        return buf.getvalue()
+
+    Files.files["/cyclegan/cezanne2photo.zip"] = archive("cyclegan")
+    Files.files["/authors/landscape2photo.zip"] = archive("authors")
+    setting = registry.Setting("mix2photo", "Mix", f"{server}/cyclegan/cezanne2photo.zip", "test", 1,
+                               photos_url=f"{server}/authors/landscape2photo.zip")
+    monkeypatch.setitem(registry.DATASETS, "mix2photo", setting)
+    root = dl.download("mix2photo", root=tmp_path / "data" / "mix2photo", progressbar=False)
+    assert [p.name for p in (root / "trainA").iterdir()] == ["cyclegan.jpg"]
+    assert [p.name for p in (root / "testB").iterdir()] == ["authors.jpg"]
+    assert sorted(p.name for p in root.parent.iterdir()) == ["mix2photo"]  # no staging left
+    assert registry.get_setting("cezanne").photos_url == registry.LANDSCAPE_PHOTOS
+    assert registry.get_setting("cezanne2photo_cyclegan").photos_url is None

@@ -312,6 +312,10 @@ def test_pinned_memory_and_non_blocking_copies(cuda_stand_in):
     pinned = host.pin_memory()
     assert plain(pinned) and pinned.is_pinned() and torch.equal(pinned, host)
     assert pinned.pin_memory() is pinned
+    made = torch.empty(4, pin_memory=True)  # pinned at allocation, as a CUDA machine allows
+    assert plain(made) and made.is_pinned() and plain(torch.zeros_like(host, pin_memory=True))
+    with pytest.raises(RuntimeError, match="Only dense CPU tensors can be pinned"):
+        torch.empty(4, device="cuda", pin_memory=True)
     device = torch.empty(4, device="cuda")
     assert device.copy_(pinned, non_blocking=True) is device and on_cuda(device)
     back = torch.empty(4).copy_(device, non_blocking=True)

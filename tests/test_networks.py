@@ -47,3 +47,35 @@ def test_translation_keeps_odd_sizes_and_tiles():
     assert torch.allclose(translate_tensor(G, x, tile=64), y)
     from PIL import Image
     assert translate_image(G, Image.new("RGB", (30, 22)), size=None).size == (30, 22)
+
+
+@pytest.mark.parametrize("padding", [(3, 3, 3, 3), (1, 1, 1, 1), (0, 2, 1, 0)])
+def test_reflection_padding_from_slices_equals_torchs(padding):
+    """The deterministic form used on CUDA under train.deterministic: same values, same gradient."""
+    from art2real.nn.networks import reflect_pad
+
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn_like(torch.nn.functional.pad(x, padding, mode="reflect"))
+    ours = reflect_pad(x, padding)
+    theirs = torch.nn.functional.pad(x, padding, mode="reflect")
+    assert torch.equal(ours, theirs)
+    assert torch.allclose(torch.autograd.grad((ours * weight).sum(), x)[0],
+                          torch.autograd.grad((theirs * weight).sum(), x)[0], atol=1e-12)
+
+
+def test_generator_pads_by_slices_on_cuda_in_deterministic_mode(cuda_stand_in, monkeypatch):
+    from art2real.nn import networks
+
+    calls = []
+    monkeypatch.setattr(networks, "reflect_pad", lambda x, p: calls.append(p) or
+                        torch.nn.functional.pad(x, p, mode="reflect"))
+    G = ResnetGenerator(ngf=4, n_blocks=1).to("cuda")
+    x = torch.rand(1, 3, 16, 16, device="cuda")
+    G(x)
+    assert not calls  # the fast kernel by default
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        G(x)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert calls == [(3, 3, 3, 3), (1, 1, 1, 1), (1, 1, 1, 1), (3, 3, 3, 3)]

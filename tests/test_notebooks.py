@@ -12,7 +12,7 @@ from .conftest import REPO
 
 # notebooks that display pictures, and how many at least, after a smoke chain
 IMAGES = {"00_data": 2, "01_memory_banks": 4, "02_train_art2real": 2, "02_train_cyclegan": 2, "03_translate": 1,
-          "06_tsne": 1, "07_qualitative": 1}
+          "06_tsne": 1, "07_qualitative": 1, "08_user_study": 1}
 
 
 def test_committed_notebooks_are_clean_and_complete():

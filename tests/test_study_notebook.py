@@ -26,14 +26,17 @@ def test_demo_run_builds_simulates_and_labels_the_table(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path / "results"))
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), parameters={"pairs_per_test": 3, "gold": 2, "study": str(
-        tmp_path / "study"), "photos": "data/demo/testB"}, progress_bar=False, cwd=str(tmp_path))
+    pm.execute_notebook(str(NOTEBOOK), str(out), parameters={"preset": "smoke", "pairs_per_test": 3, "gold": 2},
+                        progress_bar=False, cwd=str(tmp_path))  # no runs in this results folder: stand-ins
     text = out.read_text()
     assert "simulated rater, not human votes" in text and "stand-in translations" in text
     assert '"image/png"' in text
     import pandas as pd
 
-    table = pd.read_csv(tmp_path / "study" / "table2.csv")
+    study = tmp_path / "results" / "demo" / "user_study"
+    table = pd.read_csv(study / "table2.csv")
     assert len(table) == 6 and (table["votes_from"] == "simulated rater, not human votes").all()
     assert (table["votes"] == 9).all() and table["paper_pct"].tolist() == [36.5, 27.9, 25.5, 48.4, 14.2, 7.3]
-    assert (tmp_path / "study" / "table2.png").stat().st_size > 10_000
+    summary = (tmp_path / "results" / "demo" / "table2_user_study.md").read_text()
+    assert "simulated rater, not human votes" in summary
+    assert (tmp_path / "results" / "demo" / "figures" / "table2_user_study.png").stat().st_size > 10_000

@@ -92,8 +92,25 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp
     assert rows == [str(i) for i in range(1, 25)]  # the loss log has each iteration once
 
 
+def test_a_method_drawing_from_the_global_torch_rng_resumes_its_stream(tiny_dataset, tmp_path):
+    """Steps that sample with torch's global RNG (noise, patch locations) see the same draws after a mid-epoch
+    resume as without it: nothing between the checkpoint and the next step draws from it."""
+    def draws(run, caps):
+        seen = []
+        for cap in caps:
+            trainer = Trainer(smoke(tiny_dataset, **{"train.max_iterations": cap}), run, progress=False)
+            step = trainer.method.train_step
+            trainer.method.train_step = lambda batch: (seen.append(torch.rand(()).item()), step(batch))[1]
+            trainer.fit(progress=False)
+        return seen
+
+    straight = draws(tmp_path / "straight", [None])
+    resumed = draws(tmp_path / "resumed", [6, None])  # checkpoint at iteration 6, mid-epoch 2
+    assert len(straight) == len(resumed) == 8 and resumed == straight
+
+
 def test_missing_or_empty_dataset_stops_before_training(tmp_path):
-    with pytest.raises(FileNotFoundError, match="art2real data download"):
+    with pytest.raises(FileNotFoundError, match="nothing_here is missing trainA.*Put the images in"):
         Trainer(smoke(tmp_path / "nothing_here"), tmp_path / "run")
     for split in ("trainA", "trainB", "testA", "testB"):
         (tmp_path / "empty" / split).mkdir(parents=True)

@@ -13,12 +13,17 @@ on the class mean and L2-normalised (L2 between unit vectors ranks as 1 - cos).
 """
 from __future__ import annotations
 
+import logging
 import math
+import threading
 
 import faiss
 import numpy as np
 
+from ..config import cuda_index
 from .patches import to_unit
+
+log = logging.getLogger(__name__)
 
 
 def choose_kind(n: int, cfg) -> str:
@@ -78,8 +83,7 @@ def search(index: faiss.Index, patches_u8: np.ndarray, queries: np.ndarray, k: i
     if "Flat" in type(index).__name__ and "IVF" not in type(index).__name__:
         _, ids = index.search(queries, k_eff)
     else:
-        space = faiss.GpuParameterSpace() if "Gpu" in type(index).__name__ else faiss.ParameterSpace()
-        space.set_index_parameter(index, "nprobe", cfg.nprobe)
+        parameter_space(index).set_index_parameter(index, "nprobe", cfg.nprobe)
         _, candidates = index.search(queries, max(k_eff, min(cfg.rerank, index.ntotal)))
         ids = rerank(patches_u8, queries, candidates, k_eff, lambda v: search_space(v, cfg, mean))
     if k_eff < k:
@@ -107,17 +111,47 @@ def rerank(patches_u8: np.ndarray, queries: np.ndarray, candidates: np.ndarray, 
     return out
 
 
-_GPU_RESOURCES = []
+def is_gpu_index(index) -> bool:
+    """True for a FAISS GPU index and for a pre-transform (PCA) around one. ``index_cpu_to_gpu`` keeps an
+    ``IndexPreTransform`` on the CPU and moves only the index inside it, so the paper's ``PCA64,IVFn,SQ8`` comes
+    back as a CPU ``IndexPreTransform`` around a ``GpuIndexIVFScalarQuantizer``."""
+    while type(index).__name__ == "IndexPreTransform":
+        index = index.index
+        if isinstance(index, faiss.Index):
+            index = faiss.downcast_index(index)  # the attribute is typed as the base class
+    return type(index).__name__.startswith("Gpu")
 
 
-def to_gpu(index: faiss.Index) -> faiss.Index:
-    """Move an index to the GPU when FAISS has GPU support (faiss-gpu) and a GPU is present; otherwise, or when
-    the index type has no GPU version, return it unchanged (CPU search)."""
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+def parameter_space(index):
+    """The parameter space that can set ``nprobe`` on this index. The CPU ``ParameterSpace`` looks through a
+    pre-transform but knows only CPU IVF indexes (a GPU IVF inside raises "could not set parameter nprobe");
+    ``GpuParameterSpace`` handles GPU IVF indexes and hands everything else, pre-transforms included, to the CPU
+    rules, which call back into it for the index inside (faiss/gpu/GpuAutoTune.cpp, faiss/AutoTune.cpp)."""
+    return faiss.GpuParameterSpace() if is_gpu_index(index) else faiss.ParameterSpace()
+
+
+_GPU_RESOURCES: dict[int, object] = {}  # one StandardGpuResources per GPU and process, kept alive
+_GPU_LOCK = threading.Lock()  # banks load lazily, in the retrieval thread as well as the main one
+
+
+def to_gpu(index: faiss.Index, device="cuda") -> faiss.Index:
+    """The index on the GPU of ``device`` when that is a CUDA device, FAISS has GPU support (faiss-gpu) and sees
+    that GPU; otherwise, or when the index type has no GPU version, the index unchanged (CPU search)."""
+    gpu = cuda_index(device)  # as torch places tensors; FAISS numbers GPUs alike (both follow CUDA_VISIBLE_DEVICES)
+    if gpu is None or not hasattr(faiss, "StandardGpuResources"):
+        return index
+    count = faiss.get_num_gpus()
+    if gpu >= count:
+        if count:
+            log.warning("FAISS sees %d GPU(s), not GPU %d: memory bank search stays on the CPU", count, gpu)
         return index
     try:
-        if not _GPU_RESOURCES:
-            _GPU_RESOURCES.append(faiss.StandardGpuResources())  # one per process, kept alive
-        return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
-    except RuntimeError:
+        with _GPU_LOCK:
+            if gpu not in _GPU_RESOURCES:
+                _GPU_RESOURCES[gpu] = faiss.StandardGpuResources()
+            resources = _GPU_RESOURCES[gpu]
+        return faiss.index_cpu_to_gpu(resources, gpu, index)
+    except RuntimeError as e:
+        log.warning("FAISS could not move a %s to GPU %d (%s): it is searched on the CPU", type(index).__name__,
+                    gpu, str(e).splitlines()[0] if str(e) else "no reason given")
         return index

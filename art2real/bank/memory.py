@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import cuda_index
 from ..data.dataset import ImageFolder
 from ..data.images import file_stamp, list_images
 from ..io import atomic_path, write_json
@@ -47,6 +48,7 @@ class ClassBank:
     path: Path  # the .u8 file; the mean and index sit beside it
     count: int
     dim: int
+    device: str = "cpu"  # where its index is searched: a CUDA device moves it to that GPU (with faiss-gpu)
     _patches: np.ndarray | None = field(default=None, repr=False)
     _mean: np.ndarray | None = field(default=None, repr=False)
     _index: faiss.Index | None = field(default=None, repr=False)
@@ -66,19 +68,23 @@ class ClassBank:
     @property
     def index(self) -> faiss.Index:
         if self._index is None:
-            self._index = to_gpu(faiss.read_index(str(self.path.with_suffix(".faiss"))))
+            self._index = to_gpu(faiss.read_index(str(self.path.with_suffix(".faiss"))), self.device)
         return self._index
 
 
 class MemoryBanks:
-    def __init__(self, root: Path, meta: dict, cfg):
-        self.root, self.meta, self.cfg = Path(root), meta, cfg
+    """The banks of one setting. ``device`` is where indexes are searched: ``cpu``, or a CUDA device (``cuda``,
+    ``cuda:1``), which moves each index to that GPU when it is first searched (with faiss-gpu; else CPU)."""
+
+    def __init__(self, root: Path, meta: dict, cfg, device="cpu"):
+        self.root, self.meta, self.cfg, self.device = Path(root), meta, cfg, _device_name(device)
         self.scales: list[tuple[int, int]] = [tuple(s) for s in meta["scales"]]
         self.banks: list[dict[int, ClassBank]] = []
         for size, stride in self.scales:
             counts = meta["counts"][_scale_dir(size, stride)]
             self.banks.append({int(c): ClassBank(self.root / _scale_dir(size, stride) / f"c{c}.u8", n,
-                                                 3 * size * size) for c, n in counts.items() if n > 0})
+                                                 3 * size * size, self.device)
+                               for c, n in counts.items() if n > 0})
 
     # ------------------------------------------------------------------ queries
     def resolve(self, scale: int, cls: int) -> int | None:
@@ -107,16 +113,16 @@ class MemoryBanks:
 
     # ------------------------------------------------------------------ storage
     @classmethod
-    def load(cls, root: str | Path, cfg) -> "MemoryBanks":
+    def load(cls, root: str | Path, cfg, device="cpu") -> "MemoryBanks":
         root = Path(root)
         if not (root / "meta.json").exists():
             raise FileNotFoundError(f"no memory banks at {root} (meta.json missing): build them with "
                                     "`art2real banks build` or art2real.bank.memory.build_banks")
-        return cls(root, json.loads((root / "meta.json").read_text()), cfg)
+        return cls(root, json.loads((root / "meta.json").read_text()), cfg, device)
 
     @classmethod
     def from_arrays(cls, arrays: dict[tuple[int, int], dict[int, np.ndarray]], root: str | Path, cfg,
-                    meta: dict | None = None) -> "MemoryBanks":
+                    meta: dict | None = None, device="cpu") -> "MemoryBanks":
         """Banks from given uint8 patch arrays {(size, stride): {class: (N, 3 p p)}} (tests, imports)."""
         root = Path(root)
         tmp = _fresh_tmp(root)
@@ -134,7 +140,13 @@ class MemoryBanks:
         meta = {"format": FORMAT, "scales": [list(s) for s in arrays], "counts": counts, **(meta or {})}
         write_json(tmp / "meta.json", meta)
         _commit(tmp, root)
-        return cls.load(root, cfg)
+        return cls.load(root, cfg, device)
+
+
+def _device_name(device) -> str:
+    """``cuda`` resolved to the current GPU now (in the thread that builds the banks), as torch places tensors."""
+    gpu = cuda_index(device)
+    return "cpu" if gpu is None else f"cuda:{gpu}"
 
 
 def _fresh_tmp(root: Path) -> Path:
@@ -174,16 +186,17 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
                 progress: bool = True, device="cpu", seed: int = 0) -> MemoryBanks:
     """Segment every readable photo of a folder and stream its patches into per-scale, per-class banks.
 
-    Peak memory is one batch of patches plus the index being built: patches go straight to disk.
+    Peak memory is one batch of patches plus the index being built: patches go straight to disk. ``device``
+    runs the segmenter, and the returned banks search on it (see :class:`MemoryBanks`).
     """
     root = Path(root)
     stamp = fingerprint(list_images(photos), segmenter.name, size, cfg)
     if (root / "manifest.json").exists():
         built = json.loads((root / "manifest.json").read_text())
         if built == stamp:
-            return MemoryBanks.load(root, cfg)
+            return MemoryBanks.load(root, cfg, device)
         if {**built, "index": None} == {**stamp, "index": None}:  # same patches, other index settings
-            return _reindex(root, cfg, stamp, progress, seed)
+            return _reindex(root, cfg, stamp, progress, seed, device)
     start = time.perf_counter()
     images = ImageFolder(photos, size, cfg.max_photos)
     tmp = _fresh_tmp(root)
@@ -217,10 +230,10 @@ def build_banks(photos: str | Path, segmenter, root: str | Path, cfg, size: int,
         shutil.rmtree(tmp, ignore_errors=True)  # an interrupted build leaves nothing that could be loaded
         raise
     _commit(tmp, root)
-    return MemoryBanks.load(root, cfg)
+    return MemoryBanks.load(root, cfg, device)
 
 
-def _reindex(root: Path, cfg, stamp: dict, progress: bool, seed: int) -> MemoryBanks:
+def _reindex(root: Path, cfg, stamp: dict, progress: bool, seed: int, device="cpu") -> MemoryBanks:
     """New indexes over the patches already on disk. Each index file is replaced atomically and the manifest is
     written last, so an interrupted run is redone (whole) by the next build."""
     meta = json.loads((root / "meta.json").read_text())
@@ -237,7 +250,7 @@ def _reindex(root: Path, cfg, stamp: dict, progress: bool, seed: int) -> MemoryB
     meta["index_seconds"] = round(time.perf_counter() - start, 2)
     write_json(root / "meta.json", meta)
     write_json(root / "manifest.json", stamp)
-    return MemoryBanks.load(root, cfg)
+    return MemoryBanks.load(root, cfg, device)
 
 
 def _stream_patches(images, segmenter, cfg, tmp: Path, batch_size, progress, device):
@@ -270,7 +283,7 @@ def _stream_patches(images, segmenter, cfg, tmp: Path, batch_size, progress, dev
 
 
 def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8, 5), (16, 6)),
-                   chunk: int = 1 << 20) -> MemoryBanks:
+                   chunk: int = 1 << 20, device="cpu") -> MemoryBanks:
     """Convert the authors' ``data_for_patch_retrieval`` layout into this one.
 
     Theirs: ``patch_size_<p>/memory_bank_patches_binary/<class>.bin`` (float32 in [0, 1], rows of 3 p p),
@@ -305,4 +318,4 @@ def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8
     write_json(tmp / "meta.json", {"format": FORMAT, "scales": [list(s) for s in scales], "counts": counts,
                                    "segmenter": "authors (imported)", "sources": {"folder": str(source)}})
     _commit(tmp, root)
-    return MemoryBanks.load(root, cfg)
+    return MemoryBanks.load(root, cfg, device)

@@ -1,7 +1,8 @@
 """Unpaired painting/photo dataset with CycleGAN's transforms, and masks that follow them.
 
 Images are resized to ``image_size + crop_margin`` (bicubic), randomly cropped to ``image_size`` and flipped
-(``data.crop_margin``, ``data.flip``). Each training painting carries its :class:`Placement`, so the semantic
+(``data.crop_margin``, ``data.flip``); from epoch ``crop_until`` on, resized straight to ``image_size`` (CUT's
+whole-image decay epochs, ``data.crop_in_decay``). Each training painting carries its :class:`Placement`, so the semantic
 contextual loss crops and flips the painting's mask exactly like the painting (masks are stored at the load
 size, before the crop).
 
@@ -54,9 +55,12 @@ class Placement:
         return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if self.flip else im
 
     def labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """The same crop and flip on a label map (H, W) stored at the load size."""
-        if labels.shape[-2:] != (self.load, self.load):
-            raise ValueError(f"label map of {tuple(labels.shape[-2:])} px, expected the load size {self.load}")
+        """The same crop and flip on a label map (H, W) stored at the load size. A square map stored at another
+        size (masks kept at the cropping load size, in epochs without crop) is first resized, nearest label."""
+        if labels.ndim < 2 or labels.shape[-2] != labels.shape[-1]:
+            raise ValueError(f"label map of {tuple(labels.shape[-2:])} px, expected a square one")
+        if labels.shape[-1] != self.load:
+            labels = resize_labels(labels, self.load)
         out = labels[..., self.y:self.y + self.size, self.x:self.x + self.size]
         return out.flip(-1) if self.flip else out
 
@@ -67,6 +71,13 @@ class Placement:
     def from_tensor(cls, t: torch.Tensor) -> "Placement":
         load, size, x, y, flip = (int(v) for v in t)
         return cls(load, size, x, y, bool(flip))
+
+
+def resize_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """A label map (..., H, W) resized to size x size, each pixel taking the label under its centre."""
+    resized = torch.nn.functional.interpolate(labels.reshape(-1, 1, *labels.shape[-2:]).float(), (size, size),
+                                              mode="nearest-exact")
+    return resized.to(labels.dtype).reshape(*labels.shape[:-2], size, size)
 
 
 class ImageFolder(Dataset):
@@ -92,10 +103,12 @@ class ImageFolder(Dataset):
         for start in range(0, len(self), batch_size):
             yield torch.stack([self[i] for i in range(start, min(start + batch_size, len(self)))])
 
-    def load(self, index: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, Path, Placement]:
-        """Item ``index`` (tensor, its file, its placement). A file that became unreadable since the scan is
-        replaced by the next one, and the file returned says which image it really is (its mask goes with it)."""
-        placement = Placement.draw(self.size, self.crop_margin, self.flip, rng)
+    def load(self, index: int, rng: np.random.Generator | None = None, crop: bool = True
+             ) -> tuple[torch.Tensor, Path, Placement]:
+        """Item ``index`` (tensor, its file, its placement); ``crop=False`` resizes straight to the size. A file
+        that became unreadable since the scan is replaced by the next one, and the file returned says which image
+        it really is (its mask goes with it)."""
+        placement = Placement.draw(self.size, self.crop_margin if crop else 0, self.flip, rng)
         for step in range(len(self.paths)):
             path = self.paths[(index + step) % len(self.paths)]
             try:
@@ -122,15 +135,16 @@ class UnpairedDataset(Dataset):
     """Item i of epoch e = (painting order_e[i] mod |A|, a photo drawn at random), as in CycleGAN.
 
     An epoch has max(|A|, |B|) items. ``plan(epoch)`` gives the (a, b) pairs of an epoch; ``item(epoch, i)``
-    loads pair i with augmentation drawn from (seed, epoch, i).
+    loads pair i with augmentation drawn from (seed, epoch, i). Epochs from ``crop_until`` on (0-based; None:
+    never) are not cropped: both images are resized straight to ``size``.
     """
 
     def __init__(self, root: str | Path, size: int, split: str = "train", max_images: int | None = None,
-                 crop_margin: int = 0, flip: bool = False, seed: int = 0):
+                 crop_margin: int = 0, flip: bool = False, seed: int = 0, crop_until: int | None = None):
         root = Path(root)
         self.A = ImageFolder(root / f"{split}A", size, max_images, crop_margin, flip)
         self.B = ImageFolder(root / f"{split}B", size, max_images, crop_margin, flip)
-        self.seed = seed
+        self.seed, self.crop_until = seed, crop_until
         self._plans: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -147,13 +161,16 @@ class UnpairedDataset(Dataset):
     def item(self, epoch: int, index: int) -> dict:
         a, b = self.plan(epoch)[index]
         rng = np.random.default_rng([self.seed, epoch, index + 1])
-        image_a, path_a, placement = self.A.load(int(a), rng)
-        return {"A": image_a, "B": self.B.load(int(b), rng)[0], "A_name": path_a.name,
+        crop = self.crop_until is None or epoch < self.crop_until
+        image_a, path_a, placement = self.A.load(int(a), rng, crop)
+        return {"A": image_a, "B": self.B.load(int(b), rng, crop)[0], "A_name": path_a.name,
                 "A_place": placement.as_tensor()}
 
 
 class EpochView(Dataset):
-    """Items ``start..`` of one epoch of an UnpairedDataset, for a DataLoader (workers welcome)."""
+    """Items ``start..`` of one epoch of an UnpairedDataset, for a DataLoader (workers welcome). Each item also
+    says where it is: "index" (its position in the epoch) and "epoch_size", for methods whose update depends on
+    the position in the epoch (DRIT's last batches)."""
 
     def __init__(self, dataset: UnpairedDataset, epoch: int, start: int = 0):
         self.dataset, self.epoch, self.start = dataset, epoch, start
@@ -162,4 +179,5 @@ class EpochView(Dataset):
         return len(self.dataset) - self.start
 
     def __getitem__(self, i: int) -> dict:
-        return self.dataset.item(self.epoch, self.start + i)
+        index = self.start + i
+        return {**self.dataset.item(self.epoch, index), "index": index, "epoch_size": len(self.dataset)}

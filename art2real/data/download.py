@@ -3,14 +3,17 @@
 - Progress bar (tqdm), retries on transfer errors, resumption from a ``.part`` file with an HTTP Range request.
 - Cached files are keyed by their URL (a hash of it before the file name): two URLs that end in the same name
   (the authors' and CycleGAN's ``monet2photo.zip``, a dataset and a checkpoint) never share a file.
-- The sha256 of a file is recorded in ``<cache>/sha256.json`` only after the file verified (an archive opens
-  and its members read back whole; a checkpoint loads); later fetches check it. A file that fails is deleted,
+- The sha256 of a file is recorded in ``<cache>/sha256.json`` only after the file verified (an archive opens,
+  is within the extraction limits below, and its members read back whole; a checkpoint loads); later fetches
+  check it. A file that fails is deleted,
   so the retry the message suggests downloads it afresh.
 - Extraction refuses members that would land outside the target (absolute paths, ``..``, links, devices) and
   archives that would unpack to more than ``ART2REAL_MAX_EXTRACT_GB`` (default 200) or more than
   ``ART2REAL_MAX_EXTRACT_RATIO`` (default 100) times their own size (a zip bomb); a truncated or corrupt archive
   is an error and leaves nothing half-extracted (extraction goes to a temporary folder that is renamed into
   place only when complete).
+- An incomplete dataset folder that a download completes is moved aside (``<name>.replaced-<time>``), not
+  deleted: it may hold images put there by hand.
 - Offline (or with ``ART2REAL_OFFLINE=1``), a download fails at once (no retries for a refused connection) with
   a message naming the URL and the folder to fill by hand.
 """
@@ -24,6 +27,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -89,6 +93,7 @@ class ResumableDownloader:
                 if total and got < total:
                     raise requests.exceptions.ChunkedEncodingError(f"connection closed at {got} of {total} bytes")
         shutil.copyfile(self.part, output_file)
+        follow_umask(output_file)  # pooch's temporary file is 0600, and it becomes the cached file
         self.part.unlink()
 
 
@@ -109,6 +114,9 @@ def verify_file(path: Path) -> None:
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as z:
+                # the sizes the archive declares bound what reading it gives (zipfile stops there), so a bomb is
+                # refused before its members are decompressed
+                _check_limits(path, sum(i.file_size for i in z.infolist()))
                 bad = z.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise ValueError(f"not a readable zip archive ({e})") from None
@@ -117,8 +125,11 @@ def verify_file(path: Path) -> None:
     elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
         try:
             with tarfile.open(path) as t:
+                total = 0
                 for member in t:
                     if member.isfile():
+                        total += member.size
+                        _check_limits(path, total)
                         t.extractfile(member).read()
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ValueError(f"not a readable tar archive ({e})") from None
@@ -187,13 +198,18 @@ def extraction_limits() -> tuple[int, float]:
     return int(gb * 1e9), float(os.environ.get("ART2REAL_MAX_EXTRACT_RATIO", 100))
 
 
-def _check_size(archive: Path, total: int, target: Path) -> None:
+def _check_limits(archive: Path, total: int) -> None:
+    """Refuse an archive that unpacks to ``total`` bytes when that is over the limits (a zip bomb)."""
     max_bytes, max_ratio = extraction_limits()
     packed = max(archive.stat().st_size, 1)
     if total > max_bytes or total > max_ratio * packed:
         raise UnsafeArchive(f"{archive} would unpack to {total / 1e9:.2f} GB, {total / packed:.0f} times its size "
                             f"(limits: {max_bytes / 1e9:g} GB, ratio {max_ratio:g}); refused as a possible zip bomb. "
                             "Raise ART2REAL_MAX_EXTRACT_GB / ART2REAL_MAX_EXTRACT_RATIO if you trust it.")
+
+
+def _check_size(archive: Path, total: int, target: Path) -> None:
+    _check_limits(archive, total)
     free = shutil.disk_usage(target).free
     if total > free:
         raise DownloadError(f"{archive} unpacks to {total / 1e9:.2f} GB but {target} has {free / 1e9:.2f} GB free")
@@ -243,8 +259,29 @@ def _find_split_root(folder: Path) -> Path:
     raise DownloadError(f"no folder with {'/'.join(SPLITS)} found in the archive extracted at {folder}")
 
 
+def _set_aside(folder: Path) -> None:
+    """An incomplete dataset folder may hold images a user put there by hand: keep them beside it."""
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.replaced-{stamp}")
+    n = 2
+    while aside.exists():
+        aside, n = folder.with_name(f"{folder.name}.replaced-{stamp}-{n}"), n + 1
+    os.replace(folder, aside)
+    log.warning("%s was incomplete; what it held is now in %s", folder, aside)
+
+
+def _unpack(url: str, staging: Path, retries: int, progressbar: bool, hand: str) -> Path:
+    """The folder with the four splits inside a downloaded archive."""
+    archive = fetch(url, retries=retries, progressbar=progressbar, fill_by_hand=hand)
+    return _find_split_root(extract(archive, staging))
+
+
 def download(name: str, retries: int = 3, progressbar: bool = True, root: Path | None = None) -> Path:
-    """Download and normalise a setting to ``data/<name>/{trainA,trainB,testA,testB}``; a no-op when present."""
+    """Download and normalise a setting to ``data/<name>/{trainA,trainB,testA,testB}``; a no-op when present.
+    A setting with ``photos_url`` takes its paintings from ``url`` and its photos from ``photos_url``."""
     setting: Setting = get_setting(name)
     target = Path(root) if root else setting.path()
     if not missing_splits(target):
@@ -253,17 +290,24 @@ def download(name: str, retries: int = 3, progressbar: bool = True, root: Path |
         raise DownloadError(f"{setting.name} is embedded in the repository but {target} is incomplete "
                             f"(missing {', '.join(missing_splits(target))}); restore it with git checkout")
     hand = f"unpack it so that {target}/{{{','.join(SPLITS)}}} exist (A = paintings, B = photos)"
-    archive = fetch(setting.url, retries=retries, progressbar=progressbar, fill_by_hand=hand)
-    staging = extract(archive, target.parent / f".{target.name}.extracted")
+    sources = {split: setting.url for split in SPLITS}
+    if setting.photos_url:
+        hand += f"; the photos (trainB, testB) come from {setting.photos_url}"
+        sources.update(trainB=setting.photos_url, testB=setting.photos_url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stagings = {}
     try:
-        found = _find_split_root(staging)
+        for i, url in enumerate(dict.fromkeys(sources.values())):
+            staging = target.parent / f".{target.name}.extracted-{i}"
+            stagings[url] = _unpack(url, staging, retries, progressbar, hand)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         follow_umask(tmp, directory=True)
-        for split in SPLITS:
-            os.replace(found / split, tmp / split)
+        for split, url in sources.items():
+            os.replace(stagings[url] / split, tmp / split)
         if target.exists():
-            shutil.rmtree(target)
+            _set_aside(target)
         os.replace(tmp, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for staging in target.parent.glob(f".{target.name}.extracted-*"):
+            shutil.rmtree(staging, ignore_errors=True)
     return target

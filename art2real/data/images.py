@@ -143,7 +143,9 @@ def scan_images(folder: str | Path, min_size: int | None = None) -> ImageReport:
         if min_size and min(im.size) < min_size:
             report.smaller_than[path] = im.size
     if report.bad:
-        warnings.warn(f"{len(report.bad)} unreadable image(s) in {folder} skipped", stacklevel=2)
+        named = "; ".join(f"{p.name}: {why}" for p, why in report.bad[:10])
+        more = f"; and {len(report.bad) - 10} more" if len(report.bad) > 10 else ""
+        warnings.warn(f"{len(report.bad)} unreadable image(s) in {folder} skipped ({named}{more})", stacklevel=2)
     return report
 
 

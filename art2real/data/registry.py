@@ -13,6 +13,7 @@ from ..paths import data_dir
 AUTHORS = "https://ailb-web.ing.unimore.it/publicfiles/drive/CVPR%202019%20-%20Art2Real"
 CYCLEGAN = "http://efrosgans.eecs.berkeley.edu/cyclegan"
 SPLITS = ("trainA", "trainB", "testA", "testB")
+LANDSCAPE_PHOTOS = f"{AUTHORS}/datasets/landscape2photo.zip"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Setting:
     description: str
     paintings: int | None = None  # training paintings in the paper
     photos: str = "landscapes"  # which memory-bank photos: landscapes | faces
+    photos_url: str | None = None  # the photos (trainB, testB) come from this archive instead of ``url``
 
     def path(self) -> Path:
         return data_dir() / self.name
@@ -35,10 +37,16 @@ DATASETS: dict[str, Setting] = {s.name: s for s in [
             "landscape paintings of many artists (authors' release)", 2044),
     Setting("portrait2photo", "Portraits", f"{AUTHORS}/datasets/portrait2photo.zip",
             "portraits (authors' release); photos are CelebA faces", 1714, "faces"),
-    Setting("cezanne2photo", "Cezanne", f"{CYCLEGAN}/datasets/cezanne2photo.zip", "Cezanne (CycleGAN)", 583),
-    Setting("vangogh2photo", "Van Gogh", f"{CYCLEGAN}/datasets/vangogh2photo.zip", "Van Gogh (CycleGAN)", 400),
-    Setting("ukiyoe2photo", "Ukiyo-e", f"{CYCLEGAN}/datasets/ukiyoe2photo.zip", "Ukiyo-e (CycleGAN)", 825),
-    Setting("monet2photo_cyclegan", "Monet", f"{CYCLEGAN}/datasets/monet2photo.zip", "Monet (CycleGAN)", 1072),
+    # the paper pairs every landscape artist with its 2048 Flickr landscape photos: CycleGAN's paintings, the
+    # authors' photos (the *_cyclegan settings keep CycleGAN's own photos, which are not the paper's)
+    *[Setting(f"{key}2photo", artist, f"{CYCLEGAN}/datasets/{key}2photo.zip",
+              f"{artist} paintings (CycleGAN's archive), the paper's landscape photos (authors' archive)", n,
+              photos_url=LANDSCAPE_PHOTOS)
+      for key, artist, n in (("cezanne", "Cezanne", 583), ("vangogh", "Van Gogh", 400), ("ukiyoe", "Ukiyo-e", 825))],
+    *[Setting(f"{key}2photo_cyclegan", artist, f"{CYCLEGAN}/datasets/{key}2photo.zip",
+              f"{artist} (CycleGAN's archive, paintings and photos)", n)
+      for key, artist, n in (("cezanne", "Cezanne", 583), ("vangogh", "Van Gogh", 400), ("ukiyoe", "Ukiyo-e", 825),
+                             ("monet", "Monet", 1072))],
 ]}
 
 # The notebooks' ``artist`` parameter, as the paper names its columns.

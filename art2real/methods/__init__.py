@@ -35,4 +35,8 @@ def by_row(row: str) -> type[Method] | None:
 
 
 # the registry, in table order
+from . import gatys  # noqa: E402,F401  Style-transferred reals (Gatys et al.)
+from . import drit  # noqa: E402,F401  DRIT
+from . import unit  # noqa: E402,F401  UNIT
 from . import cyclegan  # noqa: E402,F401  Cycle-GAN and Art2Real
+from . import cut  # noqa: E402,F401  beyond the paper: CUT, FastCUT, and both with memory banks

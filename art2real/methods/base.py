@@ -28,7 +28,12 @@ class Method:
     # False: its images are not translations of the test paintings (style-transferred reals): the comparison
     # figures and the user study leave it out
     translates_paintings: ClassVar[bool] = True
+    # False: the chain trains it only when its --methods names it (variants of another row, to keep `make demo`
+    # within its time); its table rows say how to train it
+    chain_default: ClassVar[bool] = True
     loss_names: ClassVar[tuple[str, ...]] = ()  # columns of losses.csv, in order
+    # True: an epoch's last batch is skipped when it is smaller than train.batch_size (DRIT's loop skips it)
+    drop_last: ClassVar[bool] = False
     sample_titles: ClassVar[tuple[str, ...]] = ("painting", "translation")
 
     def __init__(self, cfg, device: torch.device, context=None):
@@ -46,10 +51,16 @@ class Method:
         """Dotted config values this method changes for a preset (applied after the preset's own)."""
         return {}
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Rules that tie this method's settings to the rest of the config (``config.validate`` calls it last);
+        raises ConfigError naming the keys and the fix."""
+
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict) -> dict[str, float]:
         """One iteration on ``batch`` ("A": paintings, "B": photos, (N, 3, H, W) on the CPU in [-1, 1];
-        "A_name": file names; "A_place": placements); returns the loss values by name."""
+        "A_name": file names; "A_place": placements; from the Trainer also "index": each item's position in
+        its epoch and "epoch_size": the items of the epoch, (N,) tensors); returns the loss values by name."""
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -86,15 +97,36 @@ class Method:
                 "context": self.context.state_dict() if self.context is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
+        configured = self._hyperparameters()
         for group in ("nets", "optimizers", "schedulers"):
             mine = getattr(self, group)
             if set(state[group]) != set(mine):
                 raise ValueError(f"{group} {sorted(state[group])} in the checkpoint, {sorted(mine)} here")
             for name, part in mine.items():
                 part.load_state_dict(state[group][name])
+        self._restore_hyperparameters(configured)
         self.load_extra_state(state["extra"])
         if self.context is not None and state.get("context") is not None:
             self.context.load_state_dict(state["context"])
+
+    def _hyperparameters(self) -> dict:
+        """The optimisers' settings as the config made them (lr, betas, ...), and the schedulers' base rates."""
+        return {"optimizers": {k: [{h: v for h, v in g.items() if h != "params"} for g in o.param_groups]
+                               for k, o in self.optimizers.items()},
+                "schedulers": {k: list(s.base_lrs) for k, s in self.schedulers.items() if hasattr(s, "base_lrs")}}
+
+    def _restore_hyperparameters(self, configured: dict) -> None:
+        """Loading an optimiser also loads the learning rate and betas it was saved with; the config's win, so a
+        run resumed with a new ``train.lr`` (forced) trains at it, at the same point of its schedule: the current
+        rate is scaled by new / old initial rate. Without a change this multiplies by exactly 1."""
+        for key, optimizer in self.optimizers.items():
+            for group, wanted in zip(optimizer.param_groups, configured["optimizers"][key]):
+                old, new = group.get("initial_lr", group["lr"]), wanted.get("initial_lr", wanted["lr"])
+                group.update({h: v for h, v in wanted.items() if h != "lr"})
+                group["lr"] = group["lr"] * (new / old) if old else wanted["lr"]
+        for key, base_lrs in configured["schedulers"].items():
+            self.schedulers[key].base_lrs = base_lrs
+            self.schedulers[key]._last_lr = [g["lr"] for g in self.schedulers[key].optimizer.param_groups]
 
     def extra_state(self) -> dict:
         return {}

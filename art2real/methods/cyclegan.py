@@ -10,6 +10,7 @@ import itertools
 
 import torch
 
+from ..errors import CheckpointError
 from ..nn.losses import l1, lsgan_loss
 from ..nn.networks import (ResnetGenerator, build_discriminator, build_generator, clean_state_dict,
                            load_generator_state)
@@ -84,6 +85,8 @@ class CycleGAN(Method):
     def load_official(cls, state: dict, source: str) -> torch.nn.Module:
         """CycleGAN's released ``*_net_G_A.pth`` and the authors' Art2Real generators (same key layout); the
         width and depth are read from the weights."""
+        if any(k.endswith(".filt") for k in clean_state_dict(state)):
+            raise CheckpointError(f"{source}: this looks like a CUT generator (blur filters): use --method cut")
         ngf, n_blocks = infer_architecture(state)
         return load_generator_state(ResnetGenerator(ngf=ngf, n_blocks=n_blocks), state, source)
 

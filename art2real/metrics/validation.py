@@ -4,6 +4,10 @@
 Which paintings: ``train.val_images`` of them (None = all, the paper preset). FID on a few dozen images in 2048
 dimensions is dominated by its bias, so the small presets validate on KID, which is unbiased on small sets; the
 paper preset validates on FID over every training painting, as the paper chose its epochs by FID.
+
+Paintings and photos are whole images at the load size (``data.image_size + data.crop_margin``: the training scale,
+uncropped), as the test paintings are translated. A stochastic translator (``reseed``) gets each painting's own
+attribute, drawn from its file name, so a validation does not depend on what the translator did before.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 from ..bank.patches import to_u8
 from ..data.dataset import ImageFolder
 from ..data.registry import dataset_root
+from ..translate import translate_tensor
 from .fid import frechet_distance, kid, statistics
 from .inception import cached_features, inception_features
 
@@ -20,8 +25,8 @@ from .inception import cached_features, inception_features
 class Validator:
     def __init__(self, cfg):
         root = dataset_root(cfg.data.dataset)
-        self.metric, self.seed, self.size = cfg.train.val_metric, cfg.seed, cfg.data.image_size
-        self.paintings = ImageFolder(root / "trainA", cfg.data.image_size, cfg.train.val_images)
+        self.metric, self.seed, self.size = cfg.train.val_metric, cfg.seed, cfg.data.load_size
+        self.paintings = ImageFolder(root / "trainA", self.size, cfg.train.val_images)
         self.photos = root / "trainB"
         self._reference: dict[str, tuple] = {}  # per device: (features, statistics), computed once
 
@@ -37,8 +42,14 @@ class Validator:
     @torch.no_grad()
     def __call__(self, translator: torch.nn.Module) -> float:
         device = next(translator.parameters()).device
-        feats = np.concatenate([inception_features(to_u8(translator(batch.to(device))))
-                                for batch in self.paintings.batches(8)])
+        feats = []
+        for start, batch in zip(range(0, len(self.paintings), 8), self.paintings.batches(8)):
+            if hasattr(translator, "reseed"):
+                translator.reseed([self.paintings.name(i) for i in range(start, start + len(batch))])
+            # padded to a multiple of 4 and cropped back, as at test time (the load size may be any)
+            feats.append(inception_features(to_u8(translate_tensor(translator, batch.to(device),
+                                                                   tile=max(1024, self.size)))))
+        feats = np.concatenate(feats)
         reference, reference_stats = self.reference(device)
         if self.metric == "fid":
             return frechet_distance(*statistics(feats), *reference_stats)

@@ -1,1 +1,1 @@
-"""Networks (CycleGAN layout), GAN losses, and the semantic contextual loss."""
+"""Networks (CycleGAN layout), GAN losses, the semantic contextual loss, and DRIT (a baseline of the paper)."""

@@ -20,10 +20,31 @@ def _competitor(text: str) -> tuple[str, Path]:
     return name.strip(), Path(folder)
 
 
+def _sources(args) -> None:
+    """Fill --paintings, --art2real and --competitor from a setting's run layout (--artist)."""
+    from .. import chain
+    from ..errors import ConfigError
+
+    if args.artist is None:
+        if not (args.paintings and args.art2real and args.competitor and args.out):
+            raise ConfigError("give --artist (a setting with runs), or --out, --paintings, --art2real and "
+                              "--competitor")
+        return
+    cfg = chain.stage_config(args.artist, args.preset, seed=args.seed)
+    paintings, art2real_dir, competitors = chain.study_sources(cfg, args.seed)
+    if not art2real_dir or not competitors:
+        raise ConfigError(f"no translations of Art2Real and a competitor for {cfg.data.dataset} ({cfg.preset} "
+                          f"preset, seed {args.seed}): train them and run 03_translate (or `art2real chain`)")
+    args.paintings, args.art2real = paintings, Path(art2real_dir)
+    args.competitor = [(row, Path(folder)) for row, folder in competitors.items()]
+    args.out = args.out or chain.results(cfg, "user_study")
+
+
 def cmd_build(args) -> int:
     from .build import build_study
     from .server import read_allow_list
 
+    _sources(args)
     competitors = dict(args.competitor)
     if len(competitors) != len(args.competitor):
         raise ValueError("a competitor name is given twice")
@@ -91,11 +112,16 @@ def cmd_table(args) -> int:
 
 def add_actions(sub) -> None:
     """The study's actions on a subparsers object (``art2real study <action>`` or ``python -m art2real.study``)."""
-    b = sub.add_parser("build", help="build a study folder from translation folders")
-    b.add_argument("--out", type=Path, required=True, help="the study folder to write (new or empty)")
-    b.add_argument("--paintings", type=Path, required=True, help="the paintings (any image extension)")
-    b.add_argument("--art2real", type=Path, required=True, help="Art2Real's translations, <painting stem>.png")
-    b.add_argument("--competitor", type=_competitor, action="append", required=True, metavar="NAME=DIR",
+    b = sub.add_parser("build", help="build a study folder from a setting's runs (--artist, --preset) or from "
+                                     "translation folders (--paintings, --art2real, --competitor)")
+    b.add_argument("--artist", help="a setting (demo, monet, ... or a dataset folder): its test paintings, Art2Real's "
+                                    "translations and every competitor's, from the run layout (one seed: --seed)")
+    b.add_argument("--preset", default="auto", help="with --artist: the preset of the runs")
+    b.add_argument("--out", type=Path, help="the study folder to write (new or empty); default with --artist: "
+                                            "results/<setting>/user_study")
+    b.add_argument("--paintings", type=Path, help="the paintings (any image extension)")
+    b.add_argument("--art2real", type=Path, help="Art2Real's translations, <painting stem>.png")
+    b.add_argument("--competitor", type=_competitor, action="append", metavar="NAME=DIR",
                    help="a competitor's translations, repeatable: --competitor Cycle-GAN=DIR --competitor UNIT=DIR")
     b.add_argument("--tests", nargs="+", choices=TESTS, default=list(TESTS))
     b.add_argument("--pairs-per-test", type=int, default=650, help="paintings sampled per test and competitor")

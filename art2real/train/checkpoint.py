@@ -18,11 +18,12 @@ import socket
 import time
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, RunLocked
+from ..errors import CheckpointError, ConfigError, RunLocked
 from ..io import atomic_path, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,22 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, moved: tuple[int, int] | None = None) -> None:
+    """Restore the RNG states of ``rng_state``. ``moved`` = (GPU the run used, GPU it continues on): that GPU's
+    stream continues on the new one, so a run moved from cuda:1 to cuda:0 draws what it would have drawn."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if count < len(state["cuda"]):
-            log.warning("the checkpoint holds RNG states of %d CUDA devices, this machine has %d: restoring the "
-                        "first %d", len(state["cuda"]), count, count)
-        for index, device_state in enumerate(state["cuda"][:count]):
+        saved, count = state["cuda"], torch.cuda.device_count()
+        if count < len(saved):
+            log.warning("the checkpoint holds RNG states of %d CUDA devices, this machine has %d: the states of "
+                        "the devices it lacks are not restored", len(saved), count)
+        states = dict(enumerate(saved[:count]))
+        if moved is not None and moved[0] < len(saved) and moved[1] < count:
+            states[moved[1]] = saved[moved[0]]
+        for index, device_state in states.items():
             torch.cuda.set_rng_state(device_state.cpu(), index)
 
 
@@ -106,6 +112,11 @@ def load_latest(folder: str | Path) -> tuple[dict, Path] | None:
             continue
         if problems:
             log.warning("resuming from %s instead (%s)", path, "; ".join(problems))
+            # the unreadable last.pt moves aside: the next save must not rotate it into previous.pt, the only
+            # good checkpoint until then
+            broken = folder / "last.pt"
+            if broken.exists():
+                os.replace(broken, folder / f"last.pt.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
         return state, path
     if problems:
         raise CheckpointError("no checkpoint of this run can be read: " + "; ".join(problems)
@@ -131,28 +142,57 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 class RunLock:
     """An exclusive lock on a run folder, held while training; ``with RunLock(run_dir): ...``."""
 
+    # run folders this process holds: POSIX locks do not exclude their own process, and closing any descriptor
+    # of the lock file would release them
+    _held: ClassVar[set[str]] = set()
+
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / "train.lock"
         self._fd: int | None = None
 
+    def _refuse(self, holder: str) -> None:
+        raise RunLocked(f"{self.path.parent} is being trained by {holder or 'another process'} (it holds "
+                        f"{self.path}); wait for it to finish or stop it (the lock goes with the process)")
+
+    def check(self) -> None:
+        """Raise :class:`RunLocked` when the run is being trained now; holds nothing. A trainer calls it before
+        its expensive setup (memory banks), so a second one stops at once."""
+        if str(self.path.resolve()) in self._held:
+            self._refuse(f"this process (pid {os.getpid()})")
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            raise ConfigError(f"the run folder {self.path.parent} cannot be used: it, or a folder above it, is a "
+                              "file; give another run folder") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._refuse(os.pread(fd, 512, 0).decode(errors="replace").strip())
+        finally:
+            os.close(fd)  # also releases the probe's own lock
+
     def __enter__(self) -> "RunLock":
+        self.check()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # POSIX locks also hold on NFS
         except OSError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise RunLocked(f"{self.path.parent} is being trained by {holder}; wait for it to finish or stop it "
-                            "(the lock goes with the process)") from None
+            self._refuse(holder)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
                   .encode(), 0)
         self._fd = fd
+        self._held.add(str(self.path.resolve()))
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            self._held.discard(str(self.path.resolve()))
             os.ftruncate(self._fd, 0)
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

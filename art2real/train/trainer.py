@@ -4,8 +4,15 @@ A method (art2real.methods) owns its networks, optimisers and losses and does on
 everything around it. Everything a resumed run needs is in the checkpoint: the method's whole state, the RNG
 states, the epoch / iteration counters, the early-stopping state and the resolved config. Data order and
 augmentation depend only on (seed, epoch, position), so a run killed mid-epoch and resumed ends with the same
-weights as one that was never interrupted: bit for bit on the CPU, and on CUDA with ``train.deterministic``
-(without it, CUDA kernels such as the reflection-padding backward sum in a nondeterministic order).
+weights as one that was never interrupted: bit for bit on the CPU. On CUDA, kernels such as cuDNN's
+convolutions and the backward of reflection padding sum in an order that varies from run to run, so two CUDA
+runs, resumed or not, differ in the last bits and drift apart. ``train.deterministic`` switches torch to
+deterministic kernels (convolutions, matrix products, index_add) and the kit's reflection padding to a form
+built from slices (``art2real.nn.networks.ReflectionPad2d``, since torch has no deterministic CUDA kernel for its
+backward); with it every op of the Cycle-GAN / Art2Real step is deterministic as listed by torch, which is
+expected to make CUDA resume exact too (not yet checked on a GPU). A run may resume on another device
+(``device`` is free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves
+to.
 
 A job scheduler's signal (preemption, an approaching time limit) must not save a half-done step: its handler calls
 :meth:`Trainer.request_stop`, which only sets a flag; the loop finishes the iteration in progress, saves
@@ -19,22 +26,25 @@ and lists the differences unless forced; ``config.yaml`` always describes what t
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import methods
-from ..config import Config, pick_device, save_config, seed_everything, to_dict
+from ..config import Config, cuda_index, pick_device, save_config, seed_everything, to_dict
 from ..data.dataset import EpochView, ImageFolder, UnpairedDataset
 from ..data.images import to_image
-from ..data.registry import dataset_root, missing_splits
+from ..data.registry import ARTISTS, DATASETS, dataset_root, missing_splits
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import write_text
 from ..runs import Run
@@ -52,10 +62,10 @@ def check_dataset(cfg: Config) -> Path:
     root = dataset_root(cfg.data.dataset)
     missing = missing_splits(root)
     if missing:
-        raise DataError(
-            f"dataset {cfg.data.dataset!r}: {root} is missing {', '.join(missing)}. "
-            f"Run `art2real data download {cfg.data.dataset}` or put the images in {root}/{{trainA,trainB,testA,testB}} "
-            "(A = paintings, B = photos).")
+        registered = str(cfg.data.dataset).lower() in ARTISTS or cfg.data.dataset in DATASETS
+        fix = f"Run `art2real data download {cfg.data.dataset}` or put" if registered else "Put"
+        raise DataError(f"dataset {cfg.data.dataset!r}: {root} is missing {', '.join(missing)}. {fix} the images in "
+                        f"{root}/{{trainA,trainB,testA,testB}} (A = paintings, B = photos).")
     return root
 
 
@@ -83,8 +93,9 @@ def flat_config(cfg_dict: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
-    """{dotted key: (saved, now)} for the settings that differ, except those free on resume."""
-    a, b = flat_config(saved), flat_config(now)
+    """{dotted key: (saved, now)} for the settings that differ, except those free on resume. A key the saved
+    config lacks (a run from before the key existed) counts as its default, the value that run trained with."""
+    a, b = {**flat_config(to_dict(Config())), **flat_config(saved)}, flat_config(now)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in FREE_ON_RESUME}
 
@@ -92,15 +103,20 @@ def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path | None = None, method: methods.Method | None = None,
                  validator: Callable[[torch.nn.Module], float] | str | None = "auto", progress: bool = True):
+        if method is None and not methods.get(cfg.method).trained:
+            raise ConfigError(f"method {cfg.method!r} has no training: 03_translate makes its images "
+                              f"(`art2real chain --artist ... --start 03`)")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.run_dir = Path(run_dir) if run_dir else Run.of(cfg).dir
+        RunLock(self.run_dir).check()  # another trainer on this run: stop before building anything
         self.root = check_dataset(cfg)
         d = cfg.data
-        self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
-                                       cfg.seed)
         t = cfg.train
-        self.samples = ImageFolder(self.root / "testA", d.image_size, t.sample_images) if t.sample_images else None
+        self.dataset = UnpairedDataset(self.root, d.image_size, "train", d.max_images, d.crop_margin, d.flip,
+                                       cfg.seed, crop_until=None if d.crop_in_decay else t.epochs_constant)
+        # whole test paintings at the training scale (resized to the load size, not cropped), as translated later
+        self.samples = ImageFolder(self.root / "testA", d.load_size, t.sample_images) if t.sample_images else None
         if validator == "auto":
             from ..metrics.validation import Validator
 
@@ -134,7 +150,8 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "method": self.method.state_dict(), "translator": self.method.translator_state(),
-                "rng": rng_state(), "epoch": self.epoch, "epoch_iter": self.epoch_iter, "iteration": self.iteration,
+                "rng": rng_state(), "device": _device_name(self.device), "epoch": self.epoch,
+                "epoch_iter": self.epoch_iter, "iteration": self.iteration,
                 "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "history": self.history, "config": to_dict(self.cfg)}
 
@@ -144,10 +161,21 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"the checkpoint's {state['config']['method']} state does not fit these settings "
                                   f"({str(e).splitlines()[0]})") from None
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self._moved_from(state.get("device")))
         self.epoch, self.epoch_iter, self.iteration = state["epoch"], state["epoch_iter"], state["iteration"]
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+
+    def _moved_from(self, saved: str | None) -> tuple[int, int] | None:
+        """Warn when the checkpoint was written on another device; (its GPU, this GPU) when both are GPUs."""
+        here = _device_name(self.device)
+        if saved is None or saved == here:
+            return None
+        log.warning("%s was trained on %s and continues on %s; it matches the run it would have been on %s only "
+                    "where both compute alike (the same kind of device and model of GPU)", self.run_dir, saved, here,
+                    saved)
+        there, now = cuda_index(saved), cuda_index(self.device)
+        return (there, now) if there is not None and now is not None else None
 
     def save(self) -> None:
         save_checkpoint(self.checkpoints, self.state_dict())
@@ -158,18 +186,18 @@ class Trainer:
         """Train to the end of the schedule (or an early stop) and return a summary. Resumes from the last
         checkpoint that loads; ``force`` continues with settings that differ from the run's; ``on_epoch`` is
         called after every epoch (a notebook shows the grid and the losses there)."""
-        if self.cfg.train.deterministic:
-            _deterministic()
-        with RunLock(self.run_dir):
+        with _deterministic(self.cfg.train.deterministic), RunLock(self.run_dir):
             if not resume:
                 self._set_aside()
-            if self.checkpoints.exists():
-                remove_stale_temporaries(self.checkpoints)
+            for folder in (self.checkpoints, self.run_dir):  # config.yaml and losses.csv are written atomically too
+                if folder.exists():
+                    remove_stale_temporaries(folder)
             found = load_latest(self.checkpoints) if resume else None
             if found is not None:
                 state, path = found
-                self._accept_settings(state["config"], state["iteration"], force)
+                changes = self._accept_settings(state["config"], force)
                 self.load_state_dict(state)
+                self._record_changes(changes, state["iteration"])  # only once they apply
                 log.info("resumed %s from %s at epoch %d, iteration %d", self.run_dir, path.name, self.epoch,
                          self.iteration)
             save_config(self.cfg, self.run_dir / "config.yaml")
@@ -208,8 +236,11 @@ class Trainer:
 
     def _run_epoch(self, writer, f, progress: bool) -> None:
         view = EpochView(self.dataset, self.epoch, self.epoch_iter)
+        # the loader's own generator: starting an iterator draws a base seed, which from torch's global RNG
+        # would shift the random numbers of methods that sample in their step (DRIT, UNIT) after a mid-epoch resume
         loader = DataLoader(view, batch_size=self.cfg.train.batch_size, shuffle=False,
-                            num_workers=self.cfg.data.num_workers)
+                            num_workers=self.cfg.data.num_workers, drop_last=self.method.drop_last,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
         bar = tqdm(loader, desc=f"{self.cfg.method} epoch {self.epoch + 1}/{self.epochs}", disable=not progress,
                    leave=False)
         for batch in bar:
@@ -256,21 +287,39 @@ class Trainer:
         entries = [p for p in self.run_dir.iterdir() if p.name != "train.lock"] if self.run_dir.exists() else []
         if not entries:
             return
-        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        aside.mkdir(parents=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}")
+        for n in itertools.count(2):  # started over twice within a second: never merge two old runs
+            try:
+                aside.mkdir(parents=True)
+                break
+            except FileExistsError:
+                aside = self.run_dir.with_name(f"{self.run_dir.name}.replaced-{stamp}-{n}")
         for p in entries:
             os.replace(p, aside / p.name)
         log.warning("starting %s over; its previous contents are in %s", self.run_dir, aside)
 
-    def _accept_settings(self, saved: dict, iteration: int, force: bool) -> None:
+    def _accept_settings(self, saved: dict, force: bool) -> dict[str, tuple]:
+        """The settings that differ from the run's, when they may; else a ConfigError that lists them."""
         changes = config_changes(saved, to_dict(self.cfg))
         if not changes:
-            return
+            return changes
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        if "method" in changes:  # another method's networks may load (Art2Real = Cycle-GAN + a loss): still another run
+            raise ConfigError(f"{self.run_dir} is a {saved['method']} run; it cannot continue as {self.cfg.method} "
+                              f"(not even with --force):\n{lines}\nTrain {self.cfg.method} in its own run folder, or "
+                              "start this one over with --no-resume (the old run is kept aside).")
         if not force:
             raise ConfigError(f"{self.run_dir} was trained with other settings:\n{lines}\nResume with the run's own "
                               f"settings ({self.run_dir / 'config.yaml'}), start over with --no-resume (the old run "
                               "is kept aside), or continue with the new settings with --force.")
+        return changes
+
+    def _record_changes(self, changes: dict[str, tuple], iteration: int) -> None:
+        """Append the settings a forced resume changed to ``config_changes.yaml``."""
+        if not changes:
+            return
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
         log.warning("continuing %s with changed settings:\n%s", self.run_dir, lines)
         history = self.run_dir / "config_changes.yaml"
         entries = yaml.safe_load(history.read_text()) if history.exists() else []
@@ -295,9 +344,13 @@ class Trainer:
         PNG per epoch."""
         from PIL import Image
 
-        rows = [[to_image(t[0]) for t in self.method.sample_images(self.samples[i].unsqueeze(0).to(self.device))]
-                for i in range(len(self.samples))]
-        s = self.cfg.data.image_size
+        s = self.cfg.data.load_size
+        pad = (-s) % 4  # translators take multiples of 4 (two stride-2 stages): pad, translate, crop back
+        rows = []
+        for i in range(len(self.samples)):
+            x = self.samples[i].unsqueeze(0).to(self.device)
+            columns = self.method.sample_images(F.pad(x, (0, pad, 0, pad), mode="reflect") if pad else x)
+            rows.append([to_image(t[0, :, :s, :s]) for t in columns])
         grid = Image.new("RGB", (len(rows[0]) * s, len(rows) * s), "white")
         for r, row in enumerate(rows):
             for c, im in enumerate(row):
@@ -320,8 +373,27 @@ def finished(state: dict, cfg: Config) -> bool:
     return bool(t.validate_every and t.patience is not None and state["bad_epochs"] >= t.patience)
 
 
-def _deterministic() -> None:
-    """Bitwise-repeatable kernels; some CUDA ops have no deterministic version and only warn."""
+def _device_name(device: torch.device) -> str:
+    index = cuda_index(device)
+    return str(device) if index is None else f"cuda:{index}"
+
+
+@contextmanager
+def _deterministic(on: bool):
+    """While training with ``train.deterministic``: deterministic kernels where torch has them (ops without one,
+    the reflection-padding backward, only warn), no cuDNN autotuning; the previous settings come back after.
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when a process first uses it, so a process that ran CUDA matrix
+    products before training should set it itself (``CUBLAS_WORKSPACE_CONFIG=:4096:8``)."""
+    if not on:
+        yield
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
