@@ -681,7 +681,8 @@ def add_sweep_commands(subparsers) -> None:
     s.add_argument("action", nargs="?", choices=["run", "status"], default="run",
                    help="run (default): submit what is not done; status: pending, running, done, failed, logs")
     s.add_argument("--settings", nargs="+", default=["demo"], help="artists / dataset names / folders")
-    s.add_argument("--methods", nargs="+", choices=methods.names(), help="default: every registered method")
+    s.add_argument("--methods", nargs="+", choices=methods.names(),
+                   help="default: the paper's rows (" + ", ".join(methods.names(in_paper=True)) + ")")
     s.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training per method and seed")
     s.add_argument("--preset", default="paper", choices=[p for p in PRESETS if p != "auto"])
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every job")
@@ -710,7 +711,7 @@ def cmd_sweep(args) -> int:
     if args.action == "status":
         print(status_text(status(folder)))
         return 0
-    grid = Grid(tuple(args.settings), tuple(args.methods or methods.names()), tuple(args.seeds), args.preset,
+    grid = Grid(tuple(args.settings), tuple(args.methods or methods.names(in_paper=True)), tuple(args.seeds), args.preset,
                 tuple(_parse_overrides(list(args.set or [])).items()), args.device)
     executor, resources, stages = load_resources(
         args.resources, executor=args.executor, partition=args.partition, account=args.account, qos=args.qos,
@@ -728,5 +729,10 @@ def cmd_sweep(args) -> int:
 def graph_text(grid: Grid) -> str:
     """The job graph, one line a job: what it waits for and whether it would run."""
     needed = to_run(grid)
-    return "\n".join(f"{n.name:40s} {'run' if needed[n.name] else 'done':4s}  after: "
-                     f"{', '.join(n.after) or '-'}" for n in graph(grid))
+    produced = [m for m in grid.methods if not methods.get(m).trained]
+    lines = []
+    for n in graph(grid):
+        after = ", ".join(n.after) if len(n.after) <= 3 else f"{len(n.after)} trainings ({n.after[0]}, ...)"
+        note = f"; produces {', '.join(produced)}" if produced and isinstance(n.job, TranslateJob) else ""
+        lines.append(f"{n.name:40s} {'run' if needed[n.name] else 'done':4s}  after: {after or '-'}{note}")
+    return "\n".join(lines)

@@ -89,6 +89,9 @@ def test_graph_waits_for_banks_only_where_a_method_uses_them(small_demo):
     only_cyclegan = sweep.graph(sweep.Grid(("demo",), ("cyclegan",), (0,), "smoke"))
     assert [n.name for n in only_cyclegan] == ["demo/train/cyclegan/seed0", "demo/translate", "demo/tables"]
     assert all(sweep.to_run(grid).values())  # nothing done yet
+    # a method without training has no job of its own: the translate job produces its images
+    with_gatys = sweep.graph(sweep.Grid(("demo",), ("gatys", "cyclegan"), (0,), "smoke"))
+    assert [n.name for n in with_gatys] == ["demo/train/cyclegan/seed0", "demo/translate", "demo/tables"]
 
 
 def test_bad_grids_stop_with_a_message(tmp_path):
