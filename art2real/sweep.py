@@ -106,7 +106,7 @@ class Grid:
         return {**asdict(self), "overrides": dict(self.overrides)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Grid":
+    def from_dict(cls, d: dict) -> Grid:
         return cls(tuple(d["settings"]), tuple(d["methods"]), tuple(d["seeds"]), d["preset"],
                    tuple(d.get("overrides", {}).items()), d.get("device", "auto"))
 
@@ -627,9 +627,16 @@ def squeue(job_ids: list[str]) -> dict[str, tuple[str, str]]:
         return {}
     try:
         out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%T|%r", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=90, check=False)
     except FileNotFoundError:
         raise UserError("squeue is not on PATH: run `art2real sweep status` where Slurm's commands are") from None
+    except subprocess.TimeoutExpired:
+        raise UserError("squeue did not answer in 90 s; is the Slurm controller reachable from here?") from None
+    # jobs Slurm has forgotten make it fail with "Invalid job id"; any other failure (the controller unreachable)
+    # must not read as "every job failed", which a resubmission would answer by submitting them twice
+    if out.returncode and "invalid job id" not in out.stderr.lower():
+        why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise UserError(f"squeue failed ({why}); is the Slurm controller reachable from here?")
     rows = [line.split("|") for line in out.stdout.splitlines() if line.count("|") == 2]
     return {i: (s, r) for i, s, r in rows}
 
@@ -665,7 +672,7 @@ def status_text(rows: list[dict]) -> str:
     width = max(len(r["job"]) for r in rows)
     lines = [f"{'job':{width}s}  {'id':>8s}  {'state':8s}  detail / log"]
     for r in rows:
-        lines.append(f"{r['job']:{width}s}  {str(r['job_id'] or '-'):>8s}  {r['state']:8s}  {r['detail']}".rstrip())
+        lines.append(f"{r['job']:{width}s}  {r['job_id'] or '-'!s:>8s}  {r['state']:8s}  {r['detail']}".rstrip())
         if r["stdout"]:
             lines.append(f"{'':{width}s}  {'':8s}  {'':8s}  log: {r['stdout']} (stderr: .err)")
     counts = {s: sum(r["state"] == s for r in rows) for s in ("pending", "running", "done", "failed")}

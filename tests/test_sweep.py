@@ -296,6 +296,7 @@ def test_status_on_slurm_pending_running_failed_and_a_resubmission(slurm_cluster
     assert [r["job_id"] for r in third["jobs"].values()] == [r["job_id"] for r in second["jobs"].values()]
     text = sweep.status_text(sweep.status(folder))
     assert "demo/train/cyclegan/seed0" in text and "log: " in text
+    assert sweep.squeue(["999999"]) == {}  # a job Slurm has forgotten is no error (its result file decides)
     slurm_cluster.run("scancel", *[r["job_id"] for r in third["jobs"].values()])
 
 
