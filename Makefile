@@ -8,7 +8,7 @@ PRESET ?= auto
 # install the same `faiss` module)
 FAISS ?= cpu
 
-.PHONY: setup test test-slow demo paper lab benchmarks clean-results
+.PHONY: setup test test-slow demo demo-full paper lab benchmarks clean-results
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -31,6 +31,11 @@ test-slow: setup
 # each trained for its demo preset's epochs (the tables say how many).
 demo: setup
 	$(PY) -m art2real.cli chain --artist demo --preset demo
+
+# The demo with every trained row, CUT's variants too (FastCUT and both with memory banks): about twice as long.
+demo-full: setup
+	$(PY) -m art2real.cli chain --artist demo --preset demo \
+		--methods drit unit cyclegan art2real cut fastcut cut_banks fastcut_banks
 
 # The chain for any setting: make paper ARTIST=monet [PRESET=paper]
 paper: setup

@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
 
 def cmd_translate(args) -> int:
     from .config import pick_device
-    from .errors import DataError
+    from .errors import ConfigError, DataError
     from .pretrained import load_release
     from .runs import Run
     from .translate import check_options, load_translator, translate_folder
@@ -101,6 +101,9 @@ def cmd_translate(args) -> int:
         translator = load_translator(args.checkpoint, device, args.method if args.method_given else None)
     else:
         cfg = _config(args)
+        if not methods.get(cfg.method).trained:
+            raise ConfigError(f"method {cfg.method!r} has no generator to translate with: it stylises the setting's "
+                              "test photos, which 03_translate makes (`art2real chain --artist ... --start 03`)")
         run = Run.of(cfg)
         if run.best_checkpoint() is None:
             raise DataError(f"no {cfg.method} run at {run.dir}: train it first (`art2real train ...`) or give "

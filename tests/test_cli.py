@@ -47,3 +47,11 @@ def test_translate_and_evaluate(tmp_path, capsys):
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert result["n_images"] == 3 and result["fid"] > 0 and "kid" in result
     assert (tmp_path / "metrics.csv").exists()
+
+
+def test_translate_with_a_method_without_training_says_where_its_images_come_from(tmp_path, capsys):
+    code = main(["translate", "--method", "gatys", "--artist", "demo", "--preset", "smoke",
+                 "--input", str(DEMO / "testA"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'gatys' has no generator" in err and "--start 03" in err
+    assert not (tmp_path / "out").exists()
