@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .study.cli import add_study_commands
 
     add_study_commands(sub)
+    from .sweep import add_sweep_commands
+
+    add_sweep_commands(sub)
     return p
 
 

@@ -43,7 +43,30 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def fid(features1: np.ndarray, features2: np.ndarray) -> float:
-    return frechet_distance(*statistics(features1), *statistics(features2))
+    """FID of two feature sets. A set of n < d images has a covariance of rank < n, S = A^T A with A its centred
+    features / sqrt(n - 1), so the d x d eigen-decompositions shrink to n x n: tr sqrt(S1 S2) is the sum of the
+    singular values of A1 A2^T when both sets are small, else sum sqrt(eig(A S A^T)) with the small set's A
+    (the same nonzero eigenvalues as S1 S2). Exact, and seconds instead of minutes on a CPU for test sets."""
+    (mu1, s1), (mu2, s2) = statistics(features1), statistics(features2)
+    a1, a2 = _factor(features1), _factor(features2)
+    if a1 is None and a2 is None:
+        return frechet_distance(mu1, s1, mu2, s2)
+    if a1 is not None and a2 is not None:
+        tr_covmean = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+    else:
+        a, s = (a1, s2) if a1 is not None else (a2, s1)
+        middle = a @ s @ a.T
+        tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+def _factor(features: np.ndarray) -> np.ndarray | None:
+    """A with S = A^T A for a set of fewer images than dimensions (else None: the full route is as cheap)."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2 or len(f) >= f.shape[1]:
+        return None
+    return (f - f.mean(0)) / np.sqrt(len(f) - 1)
 
 
 def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:

@@ -14,6 +14,11 @@ expected to make CUDA resume exact too (not yet checked on a GPU). A run may res
 (``device`` is free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves
 to.
 
+A job scheduler's signal (preemption, an approaching time limit) must not save a half-done step: its handler calls
+:meth:`Trainer.request_stop`, which only sets a flag; the loop finishes the iteration in progress, saves
+``last.pt`` and returns with ``interrupted`` in its summary, and a later ``fit`` resumes from there to the same
+weights.
+
 A run folder is trained by one process at a time (a lock names the holder). Resuming with other settings stops
 and lists the differences unless forced; ``config.yaml`` always describes what the run does. Starting over
 (``resume=False``) moves the old run aside instead of deleting it.
@@ -123,6 +128,12 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.history: list[dict] = []  # one row per validated epoch
+        self.stop_requested = False  # set by request_stop(), read at iteration boundaries
+
+    def request_stop(self) -> None:
+        """Finish the current iteration, save and return from ``fit``; safe to call from a signal handler (it
+        only sets a flag), so a preempted job saves a consistent state instead of a half-updated one."""
+        self.stop_requested = True
 
     # ----------------------------------------------------------------- state
     @property
@@ -194,19 +205,24 @@ class Trainer:
             stopped_early = self._loop(progress, on_epoch)
         return {"run_dir": str(self.run_dir), "method": self.cfg.method, "epochs_done": self.epoch,
                 "iterations": self.iteration, "best": self.best, "best_epoch": self.best_epoch,
-                "stopped_early": stopped_early, "history": self.history}
+                "stopped_early": stopped_early, "interrupted": self.stop_requested and not self.finished(),
+                "history": self.history}
+
+    def finished(self) -> bool:
+        """The schedule is done: every epoch, the ``max_iterations`` cap, or an early stop."""
+        return finished({"epoch": self.epoch, "iteration": self.iteration, "bad_epochs": self.bad_epochs}, self.cfg)
 
     def _loop(self, progress: bool, on_epoch) -> bool:
         with open(self.run_dir / "losses.csv", "a", newline="") as f:
             writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
             if f.tell() == 0:
                 writer.writeheader()
-            while self.epoch < self.epochs and not self._capped():
+            while self.epoch < self.epochs and not self._capped() and not self.stop_requested:
                 if self.epoch_iter == 0:
                     self.method.on_epoch_start(self.epoch)
                 self._run_epoch(writer, f, progress)
-                if self._capped() and self.epoch_iter < len(self.dataset):
-                    return False  # stopped mid-epoch by max_iterations; the checkpoint says where
+                if self.stop_requested or (self._capped() and self.epoch_iter < len(self.dataset)):
+                    return False  # stopped mid-epoch (a request or max_iterations); the checkpoint says where
                 stop = self._end_epoch()
                 if on_epoch is not None:
                     on_epoch(self)
@@ -237,9 +253,9 @@ class Trainer:
                              **{k: round(v, 6) for k, v in losses.items()}})
             f.flush()
             bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:3]})
-            if self.iteration % self.cfg.train.checkpoint_every == 0 or self._capped():
+            if self.iteration % self.cfg.train.checkpoint_every == 0 or self._capped() or self.stop_requested:
                 self.save()
-            if self._capped():
+            if self._capped() or self.stop_requested:
                 return
 
     def _end_epoch(self) -> bool:
@@ -343,6 +359,18 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
         return path
+
+
+def finished(state: dict, cfg: Config) -> bool:
+    """Whether a checkpoint's counters (``epoch``, ``iteration``, ``bad_epochs``) mark the end of ``cfg``'s
+    schedule, by the loop's own stopping rules: all epochs, the iteration cap, or no improvement for
+    ``patience`` epochs."""
+    t = cfg.train
+    if state["epoch"] >= t.epochs_constant + t.epochs_decay:
+        return True
+    if t.max_iterations is not None and state["iteration"] >= t.max_iterations:
+        return True
+    return bool(t.validate_every and t.patience is not None and state["bad_epochs"] >= t.patience)
 
 
 def _device_name(device: torch.device) -> str:
