@@ -139,7 +139,7 @@ def fid_table(cfg: Config, seeds: list[int] | None = None, split: str = "testA")
                      "status": report.comparison(fid_value, paper,
                                                  image_set.substitute or _fid_conditions(cfg, fid_value)),
                      "source": image_set.source})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"seeds": "Int64"})  # a count, also where a row has none
     table.attrs["title"] = (f"Table 1: FID, {column or cfg.data.dataset}, {cfg.preset} preset, {size} px; "
                             f"reference: {len(reference)} real photos (trainB); lower is better")
     table.attrs["notes"] = ["KID x1000 is unbiased on small sets; FID below 2048 images is biased upwards. "
@@ -183,7 +183,7 @@ def entropy_table(cfg: Config, classifier: str = "auto", seeds: list[int] | None
         row["seeds"] = len(image_set.folders) or None
         row["status"] = "; ".join(statuses)
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"seeds": "Int64"})
     table.attrs["title"] = (f"Table 3: mean entropy (nats), {paper_column(cfg) or cfg.data.dataset}, "
                             f"{cfg.preset} preset, {size} px; lower = more confident")
     table.attrs["notes"] = [f"{col}: computed with {models.get(col, 'nothing available')}; the paper: "

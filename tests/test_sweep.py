@@ -209,7 +209,11 @@ def test_smoke_grid_on_slurm_ends_with_tables_over_seeds(slurm_cluster, small_de
             assert fid.loc[row, "FID std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, rel=1e-4)
         entropy = pd.read_csv(base / "table3_entropy.csv").set_index("method")
         assert len(str(entropy.loc["Art2Real", "segmentation per seed"]).split()) == 2
-        print(f"\n{(base / 'table1_fid.md').read_text()}")
+        md = (base / "table1_fid.md").read_text()
+        lines = [[c.strip() for c in line.strip("| ").split(" | ")] for line in md.splitlines() if line.startswith("|")]
+        column = lines[0].index("seeds")
+        assert {r[column] for r in lines[2:] if r[0] in ("Cycle-GAN", "Art2Real")} == {"2"}, md  # a count
+        print(f"\n{md}")
     # a second submission finds everything done and submits nothing
     again = sweep.submit(grid, folder, "slurm", RESOURCES)
     assert {r["action"] for r in again["jobs"].values()} == {"done"}
