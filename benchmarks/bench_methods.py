@@ -1,8 +1,9 @@
 """Seconds per training iteration of every registered trained method, next to Cycle-GAN, at each preset.
 
 Each method is built by the kit (``build_method``, the preset's sizes on the demo set) and timed through its
-``train_step`` on one demo pair at batch 1, methods taking turns step by step, so that other load on a shared
-machine slows all of them alike; the median of the repeats is kept, with the 1-minute load average before and after.
+``train_step`` on demo pairs at the method's batch size (1; DRIT 2, its full update), methods taking turns step
+by step, so that other load on a shared machine slows all of them alike; the median of the repeats is kept, with
+the 1-minute load average before and after.
 A newly registered method is timed without any change here. Methods with memory banks (Art2Real) use banks from
 the demo photos (k-means segmentation), so at the paper preset their retrieval is cheaper than on paper-scale
 banks: benchmarks/bench_banks.py times that.
@@ -44,7 +45,9 @@ def stepper(cfg):
     d = cfg.data
     dataset = UnpairedDataset(check_dataset(cfg), d.image_size, "train", d.max_images, d.crop_margin, d.flip,
                               cfg.seed)
-    batch = default_collate([dataset.item(0, 0)])
+    # a batch of the method's size (DRIT trains on pairs); without an epoch position DRIT does its full update,
+    # which 1 iteration in d_iter is (benchmarks/bench_drit.py times the mix)
+    batch = default_collate([dataset.item(i, 0) for i in range(cfg.train.batch_size)])
     method = build_method(cfg, progress=False)
     params = {name: sum(p.numel() for p in net.parameters()) for name, net in method.nets.items()}
     return (lambda: method.train_step(batch)), params
@@ -78,7 +81,7 @@ def main() -> None:
         for key in keys:
             cfg = config(preset, key, args.device)
             steps[key], params = stepper(cfg)
-            rows[key] = {"image_size": cfg.data.image_size, "params": params}
+            rows[key] = {"image_size": cfg.data.image_size, "batch_size": cfg.train.batch_size, "params": params}
         load_before = os.getloadavg()[0]
         seconds = interleaved_medians(steps, args.repeat)
         load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
