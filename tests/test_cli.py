@@ -55,3 +55,9 @@ def test_translate_with_a_method_without_training_says_where_its_images_come_fro
     err = capsys.readouterr().err
     assert code == 2 and "'gatys' has no generator" in err and "--start 03" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_study_table_of_a_folder_that_is_no_study_is_a_one_line_error(tmp_path, capsys):
+    assert main(["study", "table", "--study", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no manifest.json in" in err and "Traceback" not in err and "bug" not in err

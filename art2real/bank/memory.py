@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..config import cuda_index
 from ..data.dataset import ImageFolder
 from ..data.images import file_stamp, list_images
+from ..errors import DataError
 from ..io import atomic_path, write_json
 from ..segment.base import BACKGROUND
 from .index import build_index, search, to_gpu
@@ -116,7 +117,7 @@ class MemoryBanks:
     def load(cls, root: str | Path, cfg, device="cpu") -> "MemoryBanks":
         root = Path(root)
         if not (root / "meta.json").exists():
-            raise FileNotFoundError(f"no memory banks at {root} (meta.json missing): build them with "
+            raise DataError(f"no memory banks at {root} (meta.json missing): build them with "
                                     "`art2real banks build` or art2real.bank.memory.build_banks")
         return cls(root, json.loads((root / "meta.json").read_text()), cfg, device)
 
@@ -297,7 +298,7 @@ def import_authors(source: str | Path, root: str | Path, cfg, scales=((4, 4), (8
     for size, stride in scales:
         src = source / f"patch_size_{size}"
         if not src.is_dir():
-            raise FileNotFoundError(f"{src} not found: expected the authors' data_for_patch_retrieval layout")
+            raise DataError(f"{src} not found: expected the authors' data_for_patch_retrieval layout")
         out = tmp / _scale_dir(size, stride)
         out.mkdir()
         counts[_scale_dir(size, stride)] = {}

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import DataError
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -80,7 +82,7 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image-like files of a folder (by extension), sorted by name; hidden files are ignored."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise DataError(f"image folder not found: {folder}")
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DritConfig
+from ..errors import DataError
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks. Attribute names (``model``, ``conv``, ``shortcut``) are the authors', so keys match theirs.
@@ -659,7 +660,7 @@ def read_official_checkpoint(source: str | Path | dict) -> dict:
         return source
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"no DRIT checkpoint at {path}; the authors' example model is "
+        raise DataError(f"no DRIT checkpoint at {path}; the authors' example model is "
                                 "http://vllab.ucmerced.edu/hylee/DRIT/models/example.pth (models/download_model.sh)")
     return torch.load(path, map_location="cpu", weights_only=True)
 

@@ -85,7 +85,7 @@ def parse_model(model: str = "") -> ModelSpec:
     if path.is_dir():
         return ModelSpec(str(path.resolve()), local=True)
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise FileNotFoundError(f"segment.model={model!r}: no such folder. Give a folder written by "
+        raise DataError(f"segment.model={model!r}: no such folder. Give a folder written by "
                                 f"save_pretrained, or a hub id such as {DEFAULT_MODEL!r}")
     source, _, revision = model.partition("@")
     return ModelSpec(source, revision or None)
@@ -202,7 +202,7 @@ def load_pretrained(spec: ModelSpec):
     (the cache and the route to the hub are checked before transformers is even imported)."""
     if spec.local:
         if not is_cached(spec):
-            raise FileNotFoundError(f"segment.model={spec.source}: not a model folder (config.json, "
+            raise DataError(f"segment.model={spec.source}: not a model folder (config.json, "
                                     f"preprocessor_config.json and {' or '.join(WEIGHT_FILES[::2])} expected)")
         return _from_pretrained(spec, local_only=True)
     if is_cached(spec):

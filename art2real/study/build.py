@@ -21,8 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import list_images, load_rgb
+from ..errors import DataError
 from . import gold as gold_recipe
-from .manifest import ALLOW_LIST, ART2REAL, FORMAT, IMAGES, MANIFEST, QUESTIONS, TESTS, TOKEN_FILE, TargetExists
+from .manifest import (
+    ALLOW_LIST,
+    ART2REAL,
+    FORMAT,
+    IMAGES,
+    MANIFEST,
+    QUESTIONS,
+    TESTS,
+    TOKEN_FILE,
+    TargetExists,
+)
 
 
 def build_study(out_dir, paintings_dir, art2real_dir, competitors: dict[str, Path], tests=TESTS,
@@ -124,7 +135,7 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 def _paintings(paintings_dir) -> dict[str, Path]:
     paths = list_images(paintings_dir)
     if not paths:
-        raise FileNotFoundError(f"no images in the paintings folder {paintings_dir}")
+        raise DataError(f"no images in the paintings folder {paintings_dir}")
     stems: dict[str, Path] = {}
     for p in paths:
         if p.stem in stems:
@@ -136,11 +147,11 @@ def _paintings(paintings_dir) -> dict[str, Path]:
 
 def _translations(folder: Path, paintings: dict[str, Path], method: str) -> dict[str, Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"translations folder of {method} not found: {folder}")
+        raise DataError(f"translations folder of {method} not found: {folder}")
     found = {s: folder / f"{s}.png" for s in paintings}
     missing = sorted(s for s, p in found.items() if not p.is_file())
     if missing:
-        raise FileNotFoundError(f"{method}: {len(missing)} of {len(paintings)} paintings have no translation "
+        raise DataError(f"{method}: {len(missing)} of {len(paintings)} paintings have no translation "
                                 f"in {folder} (expected <stem>.png), e.g. {', '.join(m + '.png' for m in missing[:3])}")
     return found
 

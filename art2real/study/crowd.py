@@ -41,6 +41,7 @@ import json
 import re
 from pathlib import Path
 
+from ..errors import DataError
 from ..io import atomic_path, write_json, write_text
 from .manifest import Manifest, TargetExists
 from .store import VoteStore
@@ -180,7 +181,7 @@ def import_results(study_dir: str | Path, csv_path: str | Path, platform: str = 
     manifest = Manifest.load(study_dir)
     map_path = study_dir / CROWD / TASK_MAP
     if not map_path.is_file():
-        raise FileNotFoundError(f"{map_path} not found: results can only be imported into the study they were "
+        raise DataError(f"{map_path} not found: results can only be imported into the study they were "
                                 "exported from (`art2real study export`)")
     tasks = json.loads(map_path.read_text())["tasks"]
     with open(csv_path, newline="", encoding="utf-8-sig") as f:

@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import ImageEnhance, ImageFilter, ImageOps
 
 from ..data.images import list_images, load_rgb
+from ..errors import DataError
 from .manifest import ART2REAL
 
 STAND_IN_NOTE = "stand-in translations (image transforms of the paintings), not model outputs"
@@ -61,7 +62,7 @@ def prepare_study(study: str | Path, votes: str, paintings_dir: str | Path, art2
     study_dir = resolve(study) if study else results_dir() / "user_study"
     if votes == "existing":
         if not (study_dir / MANIFEST).is_file():
-            raise FileNotFoundError(f"no study in {study_dir}: build one (`art2real study build`) and collect votes "
+            raise DataError(f"no study in {study_dir}: build one (`art2real study build`) and collect votes "
                                     "(`art2real study serve` or `import`), or set votes = 'simulated'")
         return study_dir, False
     paintings = resolve(paintings_dir)

@@ -11,7 +11,7 @@ def table2_figure(table: pd.DataFrame) -> Figure:
     """One panel per test: % of votes for each competitor over Art2Real with its Wilson 95% interval, the
     paper's value beside it, and the 50% line of no preference."""
     tests = list(dict.fromkeys(table["test"]))
-    fig = Figure(figsize=(4.2 * len(tests), 3.8), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(tests), 4.1), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(tests), sharey=True))
     width = 0.38
     for ax, test in zip(axes, tests):
@@ -29,7 +29,9 @@ def table2_figure(table: pd.DataFrame) -> Figure:
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("% of votes for the competitor\nover Art2Real")
-    axes[-1].legend(loc="upper right", fontsize=8)
+    # below the panels: inside one, the legend would hide a bar that reaches the top
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     label = table.attrs.get("label")
     fig.suptitle("Table 2: user study" + (f" ({label})" if label else ""))
     return fig

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
+
 FORMAT = "art2real-study/1"
 MANIFEST = "manifest.json"
 TOKEN_FILE = "organiser_token"
@@ -81,7 +83,7 @@ class Manifest:
     def load(cls, study_dir: str | Path) -> Manifest:
         path = Path(study_dir) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"no {MANIFEST} in {study_dir}: build the study first "
+            raise DataError(f"no {MANIFEST} in {study_dir}: build the study first "
                                     "(`art2real study build --out DIR ...`)")
         return cls(json.loads(path.read_text()), Path(study_dir))
 

@@ -30,6 +30,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import DataError
 from .analysis import table2
 from .manifest import ALLOW_LIST, IMAGES, SIDES, TOKEN_FILE, Manifest
 from .pages import BASE_CSS, LANDING, RATER, RESULTS
@@ -55,7 +56,7 @@ def read_allow_list(path: str | Path) -> set[str]:
 def read_token(study_dir: Path) -> str:
     path = study_dir / TOKEN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no organiser token: {path} is missing; pass one with --token")
+        raise DataError(f"no organiser token: {path} is missing; pass one with --token")
     return path.read_text().strip()
 
 
@@ -63,7 +64,17 @@ def create_app(study_dir: str | Path, *, token: str | None = None, allow_list: s
                pairs_per_rater: int = 20, lease_s: float = 900.0, completion_url: str | None = None):
     """The Flask application of a study folder. ``allow_list``: a set of ids or a file of them (default:
     the study's raters.txt when present; without one, any well-formed id may rate)."""
-    from flask import Flask, abort, g, jsonify, redirect, render_template_string, request, send_from_directory, url_for
+    from flask import (
+        Flask,
+        abort,
+        g,
+        jsonify,
+        redirect,
+        render_template_string,
+        request,
+        send_from_directory,
+        url_for,
+    )
     from werkzeug.exceptions import HTTPException
 
     study_dir = Path(study_dir).resolve()
