@@ -584,9 +584,10 @@ def job_state(folder: str | Path, manifest: dict, name: str, queue: dict[str, tu
         return "failed", record["action"].replace("cancelled: ", "cancelled: waited for ")
     job_id = record.get("job_id")
     if job_id is None:
-        alive = manifest["executor"] == "local" and _alive(manifest.get("pid"))
-        return ("pending", "waiting for " + ", ".join(record["after"])) if alive else \
-            ("failed", "never started: the sweep process ended; run the sweep again")
+        if not (manifest["executor"] == "local" and _alive(manifest.get("pid"))):
+            return "failed", "never started: the sweep process ended; run the sweep again"
+        waiting = [a for a in record["after"] if job_state(folder, manifest, a, queue)[0] != "done"]
+        return "pending", ("waiting for " + ", ".join(waiting)) if waiting else "waiting for a free slot (--parallel)"
     result = Path(folder) / "jobs" / f"{job_id}_0_result.pkl"
     if result.exists():
         from submitit.core.utils import pickle_load

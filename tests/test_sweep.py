@@ -342,3 +342,14 @@ def test_local_training_signalled_at_its_time_limit_restarts_and_resumes(tmp_pat
     assert "Requeued job" in job.paths.stdout.read_text() and _resumed_at(log) >= 40, log
     straight = straight_run(cfg, tmp_path / "straight")
     assert same_weights(nets(Run.of(cfg)), straight)
+
+
+def test_local_status_names_only_the_dependencies_not_done(tmp_path):
+    jobs = {"s/banks": {"action": "done", "after": []},
+            "s/train": {"action": "run", "after": ["s/banks"]},
+            "s/tables": {"action": "run", "after": ["s/train"]}}
+    manifest = {"executor": "local", "pid": os.getpid(), "jobs": jobs}
+    assert sweep.job_state(tmp_path, manifest, "s/train") == ("pending", "waiting for a free slot (--parallel)")
+    assert sweep.job_state(tmp_path, manifest, "s/tables") == ("pending", "waiting for s/train")
+    manifest["pid"] = None  # the sweep process is gone: nothing will start them
+    assert sweep.job_state(tmp_path, manifest, "s/tables")[0] == "failed"
