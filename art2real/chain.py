@@ -1,4 +1,4 @@
-"""The stages behind the notebooks (00 -> 07), and the chain that runs the notebooks with papermill.
+"""The stages behind the notebooks (00 -> 08), and the chain that runs the notebooks with papermill.
 
 A stage computes and returns objects (DataFrames, Figures, summaries); a notebook shows them and saves them under
 ``results/<setting>/`` with :func:`save_table` / :func:`save_figure`; the CLI runs the same functions. Notebook
@@ -17,16 +17,19 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import figures, methods, report, tables
+from . import errors, figures, methods, report, tables
 from .config import PRESETS, Config, get_config, pick_device
 from .data.download import DownloadError, download
-from .data.images import file_stamp, scan_images
+from .data.images import scan_images
 from .data.registry import ARTISTS, SPLITS, dataset_root, get_setting, missing_splits
 from .errors import CheckpointError, ConfigError, DataError, UserError
 from .io import write_json, write_text
 from .outcomes import NotAvailable
 from .paths import repo_root
 from .runs import Run, release_translations, runs_of, setting_dir
+
+# the kit's user errors by name: a notebook that raised one failed for a reason the user can fix
+USER_ERRORS = {name for name, obj in vars(errors).items() if isinstance(obj, type) and issubclass(obj, UserError)}
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = ["00_data", "01_memory_banks", "02_train", "03_translate", "04_fid_table", "05_entropy", "06_tsne",
@@ -230,9 +233,11 @@ def loss_figure(run: Run) -> Figure:
 
 # ---------------------------------------------------------------------------------------------------- 03
 def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool = True,
-                    split: str = "testA") -> pd.DataFrame:
+                    split: str = "testA", overrides: dict | None = None) -> pd.DataFrame:
     """Translate a split's paintings with every run of the preset (its best generator: ``best.pt`` when it was
-    validated, else ``last.pt``) and with the setting's released generators; returns what was translated."""
+    validated, else ``last.pt``) and with the setting's released generators, and make the images of methods
+    without training (with ``overrides``, ``stage_config`` keywords, on top of their preset); returns what was
+    translated."""
     from .pretrained import load_release, releases_for
     from .translate import load_translator, translate_folder
     from .train.checkpoint import load_checkpoint
@@ -242,17 +247,20 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
     rows = []
     for key in methods.names(trained=False):  # methods without training make their row's images here
         for s in seeds or [cfg.seed]:
-            own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device)
+            own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device,
+                               **(overrides or {}))
             target = Run.of(own).translations(split)
             status = target.parent / "status.json"
-            if not (target / "source.json").exists():
-                try:
-                    write_json(target / "source.json", methods.get(key).produce(own, target))
-                except UserError as e:  # missing weights or data: the tables say why and how to fix it
-                    write_json(status, {"reason": str(e).splitlines()[0][:400],
-                                        "fix": f"fix the above, then rerun 03_translate (method {key})"})
-                    rows.append({"method": key, "seed": s, "folder": "", "translated": f"not available: {e}"[:200]})
-                    continue
+            try:  # produce keeps the images its settings made and remakes them when the settings changed
+                source = json.loads(json.dumps(methods.get(key).produce(own, target)))
+            except UserError as e:  # missing weights or data: the tables say why and how to fix it
+                write_json(status, {"reason": str(e).splitlines()[0][:400],
+                                    "fix": f"fix the above, then rerun 03_translate (method {key})"})
+                rows.append({"method": key, "seed": s, "folder": "", "translated": f"not available: {e}"[:200]})
+                continue
+            meta = target / "source.json"
+            if not meta.exists() or json.loads(meta.read_text()) != source:  # unchanged: the tables stay current
+                write_json(meta, source)
             status.unlink(missing_ok=True)
             rows.append({"method": key, "seed": s, "folder": str(target), "translated": "produced"})
     for run in runs_of(cfg.data.dataset, cfg.preset):
@@ -260,12 +268,15 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
             continue
         if seeds is not None and run.seed not in seeds:
             continue
-        checkpoint = run.best_checkpoint()
-        target = run.translations(split)
-        stamp = [checkpoint.name, *file_stamp(checkpoint)]
-        if (target / "source.json").exists() and json.loads((target / "source.json").read_text())["stamp"] == stamp:
+        checkpoint, target = run.best_checkpoint(), run.translations(split)
+        if checkpoint is None:  # translations left by a run whose checkpoints are gone
+            rows.append({"method": run.method, "seed": run.seed, "folder": "",
+                         "translated": f"not available: no best.pt or last.pt in {run.checkpoints}"})
+            continue
+        if run.translations_current(split):
             rows.append({"method": run.method, "seed": run.seed, "folder": str(target), "translated": "up to date"})
             continue
+        stamp = run.translation_stamp()
         state = load_checkpoint(checkpoint)
         written = translate_folder(load_translator(state, device), paintings, target, cfg.data.image_size)
         write_json(target / "source.json", {"stamp": stamp, "summary": _summary(run, checkpoint.name, state),
@@ -389,8 +400,9 @@ def write_summary(cfg: Config) -> Path:
     grids = [(run, sorted((run.dir / "samples").glob("*.png"))[-1:]) for run in runs_of(cfg.data.dataset)]
     if any(last for _, last in grids):
         parts.append("## Training samples (last epoch)\n")
-        parts += [f"- {run.method}, {run.preset}, seed {run.seed} ({', '.join(methods.get(run.method).sample_titles)}): "
-                  f"[{p.name}]({p.relative_to(base)})" for run, last in grids for p in last]
+        parts += [f"- {run.method}, {run.preset}, seed {run.seed} "
+                  f"({', '.join(methods.get(run.method).sample_titles)}): [{p.name}]({p.relative_to(base)})"
+                  for run, last in grids for p in last]
     target = base / "README.md"
     write_text(target, "\n".join(parts) + "\n")
     return target
@@ -408,18 +420,22 @@ def chain_methods(method_list: list[str] | None = None) -> list[str]:
 
 def run_chain(artist: str, preset: str = "auto", seed: int = 0, start: str = "00", epochs: int = 0,
               method_list: list[str] | None = None) -> Path:
-    """Execute notebooks 00 -> 07 with papermill, one line per stage on the terminal and the full logs in
+    """Execute notebooks 00 -> 08 with papermill, one line per stage on the terminal and the full logs in
     ``results/<setting>/notebooks/chain.log``; executed copies go beside it. 02 runs once per method
     (default: every registered trained method but the variants trained on request, ``chain_default`` False)."""
     import papermill as pm
 
     cfg = stage_config(artist, preset, seed=seed, epochs=epochs)  # fail fast on a wrong parameter
     trained = chain_methods(method_list)
+    numbers = [n[:2] for n in NOTEBOOKS]
+    first = f"{int(start[:2]):02d}" if str(start)[:2].strip().isdigit() else None
+    if first not in numbers:
+        raise ConfigError(f"--start {start!r}: give a notebook number, one of {', '.join(numbers)}")
     target = results(cfg, "notebooks")
     log_file = target / "chain.log"
     with _logs_to(log_file):
         for name in NOTEBOOKS:
-            if name[:2] < start[:2]:
+            if name[:2] < first:
                 continue
             runs = [{"method": m, "epochs": epochs} for m in trained] if name == "02_train" else [{}]
             for params in runs:
@@ -427,9 +443,16 @@ def run_chain(artist: str, preset: str = "auto", seed: int = 0, start: str = "00
                 suffix = f"_{params['method']}" if params else ""
                 began = time.perf_counter()
                 print(f"[chain] {name}{suffix} ...", flush=True)
-                pm.execute_notebook(str(repo_root() / "notebooks" / f"{name}.ipynb"),
-                                    str(target / f"{name}{suffix}.ipynb"), parameters=parameters,
-                                    cwd=str(repo_root()), progress_bar=False, log_output=False)
+                executed = target / f"{name}{suffix}.ipynb"
+                try:
+                    pm.execute_notebook(str(repo_root() / "notebooks" / f"{name}.ipynb"), str(executed),
+                                        parameters=parameters, cwd=str(repo_root()), progress_bar=False,
+                                        log_output=False)
+                except pm.PapermillExecutionError as e:
+                    if e.ename not in USER_ERRORS:
+                        raise
+                    # the kernel's UserError (missing data offline, a locked run): one line, as from the CLI
+                    raise UserError(f"{name}{suffix}: {e.evalue} (executed notebook: {executed})") from None
                 print(f"[chain] {name}{suffix} done in {time.perf_counter() - began:.0f} s", flush=True)
     summary = write_summary(cfg)
     print(f"[chain] summary: {summary} (logs: {log_file})")

@@ -1,4 +1,4 @@
-"""The ``art2real`` command: data, banks, train, translate, evaluate, chain.
+"""The ``art2real`` command: data, banks, train, translate, evaluate, chain, study, sweep.
 
 A user error (a wrong setting, missing data, a refused file) prints one line and exits with 2; anything else is
 a bug and keeps its traceback (exit 1). ``--debug`` shows the traceback of user errors too.
@@ -205,11 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(e)
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("chain", help="run notebooks 00 -> 07 for a setting (papermill)")
+    c = sub.add_parser("chain", help="run notebooks 00 -> 08 for a setting (papermill)")
     c.add_argument("--artist", default="demo")
     c.add_argument("--preset", default="auto")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--start", default="00", help="resume the chain from this notebook number")
+    c.add_argument("--start", default="00", help="resume the chain from this notebook number (00-08)")
     c.add_argument("--epochs", type=int, default=0, help="epochs of each training (0: the preset's)")
     c.add_argument("--methods", nargs="+", choices=methods.names(trained=True),
                    help="methods trained by 02 (default: every registered one but variants trained on request: "

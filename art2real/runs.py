@@ -13,9 +13,11 @@ by its resolved path, so two folders that share a name never share runs or cache
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data.images import file_stamp
 from .data.registry import ARTISTS, DATASETS, dataset_root
 from .paths import results_dir
 
@@ -66,6 +68,16 @@ class Run:
             if (self.checkpoints / name).exists():
                 return self.checkpoints / name
         return None
+
+    def translation_stamp(self) -> list | None:
+        """What its translations must come from: the best checkpoint's name and file stamp (None: untrained)."""
+        checkpoint = self.best_checkpoint()
+        return None if checkpoint is None else [checkpoint.name, *file_stamp(checkpoint)]
+
+    def translations_current(self, split: str = "testA") -> bool:
+        """Whether ``translations/<split>`` was made from the current best checkpoint (``source.json``'s stamp)."""
+        meta, stamp = self.translations(split) / "source.json", self.translation_stamp()
+        return stamp is not None and meta.exists() and json.loads(meta.read_text()).get("stamp") == stamp
 
     def exists(self) -> bool:
         """A trained run, or the produced images of a method without training."""

@@ -3,10 +3,10 @@ one machine, through submitit.
 
 The job graph of each setting, one job per ``chain`` stage:
 
-    banks (once; only when a method uses memory banks)
-      └─▶ train (method, seed), one per trained method and seed (methods without banks wait for nothing)
-            └─▶ translate (after every training of the setting; also produces the images of methods without
-                  └─▶ tables   training)       Table 1 (FID/KID) and Table 3 (entropies) over every seed
+    banks       once, only when a method uses memory banks
+      -> train      one per trained method and seed (methods without banks wait for nothing)
+        -> translate    after every training of the setting; also makes the images of methods without training
+          -> tables       Table 1 (FID/KID) and Table 3 (entropies) over every seed
 
 Executors: ``slurm`` submits the whole graph at once, each job with ``afterok`` dependencies and
 ``kill-on-invalid-dep`` (a failure cancels what waits for it), and returns; ``local`` runs the same jobs on this
@@ -45,7 +45,7 @@ import yaml
 
 from . import chain, methods
 from .config import PRESETS, Config
-from .data.images import file_stamp, list_images
+from .data.images import list_images
 from .data.registry import ARTISTS, DATASETS, dataset_root, missing_splits
 from .errors import ConfigError, DataError, UserError
 from .io import write_json
@@ -93,7 +93,11 @@ class Grid:
     def config(self, setting: str, method: str | None = None, seed: int | None = None) -> Config:
         return chain.stage_config(setting, self.preset, method=method or self.methods[0],
                                   seed=self.seeds[0] if seed is None else seed, device=self.device,
-                                  **{k.replace(".", "__"): v for k, v in self.overrides})
+                                  **self.stage_overrides())
+
+    def stage_overrides(self) -> dict:
+        """The ``--set`` values as ``chain.stage_config`` keywords."""
+        return {k.replace(".", "__"): v for k, v in self.overrides}
 
     def key(self, setting: str) -> str:
         """The setting's results folder name (folders are keyed by their resolved path)."""
@@ -104,11 +108,6 @@ class Grid:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "overrides": dict(self.overrides)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Grid:
-        return cls(tuple(d["settings"]), tuple(d["methods"]), tuple(d["seeds"]), d["preset"],
-                   tuple(d.get("overrides", {}).items()), d.get("device", "auto"))
 
 
 def _resolve_setting(setting: str) -> str:
@@ -219,7 +218,8 @@ class TranslateJob(Job):
     stage = "translate"
 
     def run(self) -> list[dict]:
-        table = chain.translate_stage(self.grid.config(self.setting), list(self.grid.seeds))
+        table = chain.translate_stage(self.grid.config(self.setting), list(self.grid.seeds),
+                                      overrides=self.grid.stage_overrides())
         return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
@@ -233,6 +233,12 @@ class TablesJob(Job):
         written = {TABLES[0]: chain.save_table(cfg, chain.fid_stage(cfg, seeds), TABLES[0]),
                    TABLES[1]: chain.save_table(cfg, chain.entropy_stage(cfg, seeds=seeds), TABLES[1])}
         return {k: str(v) for k, v in written.items()}
+
+
+def _local_threads(cpus: int, parallel: int) -> int:
+    """Threads of a job on this machine: what it asks, at most its share of the cores (``cpus`` defaults to a
+    cluster node's 8; on a 2-core machine 8 threads made a demo training 4x slower)."""
+    return max(1, min(cpus, (os.cpu_count() or 1) // parallel))
 
 
 def _limit_threads(n: int) -> None:
@@ -311,14 +317,10 @@ def translations_done(grid: Grid, setting: str) -> bool:
     for method in grid.methods:
         for seed in grid.seeds:
             run = Run.of(grid.config(setting, method, seed))
-            meta = run.translations() / "source.json"
-            if not meta.exists():
+            if not (run.translations() / "source.json").exists():
                 return False
-            if methods.get(method).trained:
-                checkpoint = run.best_checkpoint()
-                if checkpoint is None or json.loads(meta.read_text()).get("stamp") != [checkpoint.name,
-                                                                                       *file_stamp(checkpoint)]:
-                    return False
+            if methods.get(method).trained and not run.translations_current():
+                return False
     return True
 
 
@@ -404,17 +406,20 @@ def load_resources(path: str | Path | None, **given) -> tuple[str, Resources, di
     (values not None) win over the file. The file holds ``executor``, any field of :class:`Resources`, and
     ``stages: {train: {time: 2880}, tables: {gpus: 1}}`` for what one stage asks differently."""
     data = _read_yaml(Path(path)) if path else {}
-    executor = given.pop("executor", None) or data.pop("executor", "slurm")
+    in_file = data.pop("executor", None)
+    executor = given.pop("executor", None) or in_file or "slurm"
     stages = data.pop("stages", {}) or {}
     if not isinstance(stages, dict) or not all(isinstance(v, dict) or v is None for v in stages.values()):
         raise ConfigError(f"{path}: stages must map a stage to its resources, e.g. `stages: {{train: {{time: 2880}}}}`")
     base = _resources(data, path)
-    base = replace(base, **_resources({k: v for k, v in given.items() if v is not None}, "flags", as_dict=True))
+    flags = _resources({k: v for k, v in given.items() if v is not None}, "flags", as_dict=True)
+    base = replace(base, **flags)
     per_stage = {}
     for stage, values in stages.items():
         if stage not in ("banks", "train", "translate", "tables"):
             raise ConfigError(f"{path}: unknown stage {stage!r} under stages; use banks, train, translate, tables")
-        per_stage[stage] = replace(base, **_resources(values or {}, path, as_dict=True))
+        # a stage's own values from the file, then the flags again: a flag wins everywhere
+        per_stage[stage] = replace(base, **{**_resources(values or {}, path, as_dict=True), **flags})
     if executor not in ("slurm", "local"):
         raise ConfigError(f"executor must be slurm or local, got {executor!r}")
     return executor, base, per_stage
@@ -480,6 +485,8 @@ def submit(grid: Grid, folder: str | Path, executor: str = "slurm", resources: R
            stages: dict[str, Resources] | None = None, parallel: int = 1, poll_s: float = 2.0) -> dict:
     """Submit what is not done; returns the manifest (also written to ``folder/sweep.json``). Slurm: returns once
     every job is queued; local: returns when every job has ended."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     folder = Path(folder).resolve()
     resources, stages = resources or Resources(), stages or {}
     old = _in_flight(folder, executor)
@@ -564,7 +571,7 @@ def _run_local(manifest: dict, nodes: dict[str, Node], resources: Resources, sta
                 waiting.remove(name)
                 res = stages.get(jobs[name]["stage"], resources)
                 ex.update_parameters(**res.local())
-                job = ex.submit(replace(nodes[name].job, threads=res.cpus))
+                job = ex.submit(replace(nodes[name].job, threads=_local_threads(res.cpus, parallel)))
                 running[name] = job
                 jobs[name].update(job_id=job.job_id, stdout=str(job.paths.stdout), stderr=str(job.paths.stderr))
                 log.info("started %s (pid %s)", name, job.job_id)
@@ -719,8 +726,8 @@ def cmd_sweep(args) -> int:
     if args.action == "status":
         print(status_text(status(folder)))
         return 0
-    grid = Grid(tuple(args.settings), tuple(args.methods or methods.names(in_paper=True)), tuple(args.seeds), args.preset,
-                tuple(_parse_overrides(list(args.set or [])).items()), args.device)
+    grid = Grid(tuple(args.settings), tuple(args.methods or methods.names(in_paper=True)), tuple(args.seeds),
+                args.preset, tuple(_parse_overrides(list(args.set or [])).items()), args.device)
     executor, resources, stages = load_resources(
         args.resources, executor=args.executor, partition=args.partition, account=args.account, qos=args.qos,
         gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem_gb, time=args.time, max_requeues=args.max_requeues)

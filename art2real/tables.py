@@ -80,23 +80,27 @@ def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = Non
     for release in releases_for(get_setting(str(cfg.data.dataset)).name) if paper_column(cfg) else []:
         folder = release_translations(cfg.data.dataset, release.name, split)
         row = f"{methods.get(release.method).row} (release: {release.name})"
-        status = folder.parent / "status.json"
         if (folder / "source.json").exists():
             sets.append(ImageSet(row, (folder,), _source(folder)))
-        elif status.exists():
-            why = json.loads(status.read_text())
-            sets.append(ImageSet(row, missing=NotAvailable(why["reason"], why.get("fix", ""))))
+        elif (why := _status(folder)) is not None:
+            sets.append(ImageSet(row, missing=why))
     return sets
+
+
+def _status(folder: Path) -> NotAvailable | None:
+    """What the last attempt to make a folder's images said when it could not (``status.json`` beside it)."""
+    status = folder.parent / "status.json"
+    if not status.exists():
+        return None
+    why = json.loads(status.read_text())
+    return NotAvailable(why["reason"], why.get("fix", ""))
 
 
 def _not_produced(run: Run, split: str) -> NotAvailable:
     """Why a method without training has no images: what its last attempt said (status.json), or not yet run."""
-    status = run.translations(split).parent / "status.json"
-    if status.exists():
-        why = json.loads(status.read_text())
-        return NotAvailable(why["reason"], why.get("fix", ""))
-    return NotAvailable(f"{methods.get(run.method).row} images not produced yet at {run.translations(split)}",
-                        "run 03_translate (or `art2real chain --start 03`)")
+    return _status(run.translations(split)) or NotAvailable(
+        f"{methods.get(run.method).row} images not produced yet at {run.translations(split)}",
+        "run 03_translate (or `art2real chain --start 03`)")
 
 
 def _data_set(cfg: Config, row: str, split: str) -> ImageSet:
@@ -135,7 +139,7 @@ def fid_table(cfg: Config, seeds: list[int] | None = None, split: str = "testA")
         fid_value = _over_seeds(fids) if fids else image_set.missing
         rows.append({"method": image_set.label,
                      "paper FID": paper, "FID": fid_value, "KID x1000": _over_seeds(kids) if kids else None,
-                     "seeds": len(image_set.folders) or None,
+                     "seeds": len(image_set.seeds) or None,
                      "status": report.comparison(fid_value, paper,
                                                  image_set.substitute or _fid_conditions(cfg, fid_value)),
                      "source": image_set.source})
@@ -180,7 +184,7 @@ def entropy_table(cfg: Config, classifier: str = "auto", seeds: list[int] | None
                 models[col] = outcome.model
                 statuses.append(f"{col}: " + report.comparison(
                     outcome, paper[i], image_set.substitute or _entropy_conditions(cfg, col, outcome)))
-        row["seeds"] = len(image_set.folders) or None
+        row["seeds"] = len(image_set.seeds) or None
         row["status"] = "; ".join(statuses)
         rows.append(row)
     table = pd.DataFrame(rows).astype({"seeds": "Int64"})

@@ -206,6 +206,12 @@ def test_translate_stage_produces_the_row_and_tables_name_the_substitute(tiny_da
     (row,) = [s for s in method_sets(cfg) if s.row == "Style-transferred reals"]
     assert row.substitute == style.LITE0_SUBSTITUTE and style.LITE0_SUBSTITUTE in row.label
     assert not row.of_paintings and len(list(row.folders[0].glob("*.png"))) == 2
+    meta = row.folders[0] / "source.json"
+    before = meta.stat().st_mtime_ns
+    translate_stage(cfg)  # nothing changed: the record stays, so tables computed from it stay current
+    assert meta.stat().st_mtime_ns == before
+    translate_stage(cfg, overrides={"gatys__iterations": 3})  # other settings: the images are made again
+    assert json.loads(meta.read_text())["gatys"]["iterations"] == 3
 
 
 def test_a_missing_network_makes_the_row_not_available(tiny_dataset, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from art2real import chain, report
+from art2real.errors import ConfigError
 from art2real.outcomes import Measured, NotAvailable
 
 from .conftest import REPO
@@ -107,3 +108,27 @@ def test_outcomes_render_as_numbers_or_footnotes(tmp_path):
     flat = pd.read_csv(csv)
     assert flat["FID per seed"][1] == "10 12 14" and flat["FID"][0] == 44.7123
     assert flat["detection not available"][0].startswith("not available: no weights")
+
+
+@pytest.mark.parametrize("start", ["9", "x", ""])
+def test_chain_start_must_name_a_notebook(tmp_path, monkeypatch, start):
+    monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path))
+    with pytest.raises(ConfigError, match="give a notebook number, one of 00, 01"):
+        chain.run_chain("demo", "smoke", start=start)
+    assert not (tmp_path / "demo" / "notebooks" / "chain.log").exists()
+
+
+def test_a_user_error_inside_a_notebook_reaches_the_cli_as_one_line(tmp_path, monkeypatch, capsys):
+    """Here the run is locked by this process, so 02's Trainer (in the kernel) raises RunLocked."""
+    from art2real.cli import main
+    from art2real.runs import Run
+    from art2real.train.checkpoint import RunLock
+
+    monkeypatch.setenv("ART2REAL_RESULTS", str(tmp_path))
+    run = Run.of(chain.stage_config("demo", "smoke", method="cyclegan"))
+    run.dir.mkdir(parents=True)
+    with RunLock(run.dir):
+        code = main(["chain", "--artist", "demo", "--preset", "smoke", "--start", "2", "--methods", "cyclegan"])
+    err = capsys.readouterr().err
+    assert code == 2 and "02_train_cyclegan:" in err and "is being trained by" in err, err
+    assert "Traceback" not in err and "bug" not in err

@@ -119,6 +119,8 @@ def test_resources_from_yaml_and_flags(tmp_path):
     assert params["dependency"] == "afterok:11:12" and params["mem_gb"] == 48 and params["qos"] == "high"
     assert params["additional_parameters"] == {"kill-on-invalid-dep": "yes"} and params["gpus_per_node"] == 1
     assert params["setup"] == ["module load cuda"]
+    executor, base, stages = sweep.load_resources(path, executor="local", time=60)  # flags win, stages too
+    assert executor == "local" and base.time == 60 and stages["tables"].time == 60
     path.write_text("partitoin: gpu\n")
     with pytest.raises(ConfigError, match="unknown resource key.*partitoin"):
         sweep.load_resources(path)
@@ -353,3 +355,17 @@ def test_local_status_names_only_the_dependencies_not_done(tmp_path):
     assert sweep.job_state(tmp_path, manifest, "s/tables") == ("pending", "waiting for s/train")
     manifest["pid"] = None  # the sweep process is gone: nothing will start them
     assert sweep.job_state(tmp_path, manifest, "s/tables")[0] == "failed"
+
+
+def test_local_executor_with_no_slot_is_refused(tmp_path):
+    grid = sweep.Grid(("demo",), ("cyclegan",), (0,), "smoke")
+    with pytest.raises(ConfigError, match="--parallel must be at least 1"):
+        sweep.submit(grid, tmp_path / "sweep", "local", parallel=0)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_local_jobs_share_the_machine_s_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert sweep._local_threads(8, 1) == 8 and sweep._local_threads(8, 4) == 4 and sweep._local_threads(2, 1) == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert sweep._local_threads(8, 1) == 2 and sweep._local_threads(8, 3) == 1

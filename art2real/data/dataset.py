@@ -2,9 +2,9 @@
 
 Images are resized to ``image_size + crop_margin`` (bicubic), randomly cropped to ``image_size`` and flipped
 (``data.crop_margin``, ``data.flip``); from epoch ``crop_until`` on, resized straight to ``image_size`` (CUT's
-whole-image decay epochs, ``data.crop_in_decay``). Each training painting carries its :class:`Placement`, so the semantic
-contextual loss crops and flips the painting's mask exactly like the painting (masks are stored at the load
-size, before the crop).
+whole-image decay epochs, ``data.crop_in_decay``). Each training painting carries its :class:`Placement`, so the
+semantic contextual loss crops and flips the painting's mask exactly like the painting (masks are stored at the
+load size, before the crop).
 
 Every random choice is drawn from a generator seeded by (seed, epoch, position), so an epoch can be replayed
 from any iteration: this is what makes a resumed run end with the same weights as an uninterrupted one. The

@@ -9,7 +9,6 @@ images, or boxes, with the model that computed it) or a :class:`~art2real.outcom
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
