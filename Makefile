@@ -32,7 +32,7 @@ test-slow: setup
 demo: setup
 	$(PY) -m art2real.cli chain --artist demo --preset demo
 
-# The demo with every trained row, CUT's variants too (FastCUT and both with memory banks): about twice as long.
+# The demo with every trained row, CUT's variants too (FastCUT and both with memory banks): about 40 minutes.
 demo-full: setup
 	$(PY) -m art2real.cli chain --artist demo --preset demo \
 		--methods drit unit cyclegan art2real cut fastcut cut_banks fastcut_banks
