@@ -1,3 +1,4 @@
+import os
 import signal
 import time
 from pathlib import Path
@@ -41,3 +42,42 @@ def sigkill_when_logged(proc, log: Path, lines: int, timeout: float = 120) -> No
             break
         time.sleep(0.002)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def kill_and_resume(script: str, dataset: Path, tmp_path: Path, kill_after: int, *extra: str,
+                    timeout: float = 120) -> tuple[dict, dict, dict]:
+    """Train with ``python -c script DATASET RUN_DIR *extra`` twice: straight through (``tmp_path/straight``), and
+    killed with SIGKILL once its log has more than ``kill_after`` lines, then resumed (``tmp_path/killed``).
+    Returns the straight run's last.pt, the killed run's last.pt at the kill and after the resume."""
+    import subprocess
+    import sys
+
+    from art2real.train.checkpoint import load_checkpoint
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", script, str(dataset)]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([*command, str(straight), *extra], check=True, env=env)
+    proc = subprocess.Popen([*command, str(killed), *extra], env=env)
+    sigkill_when_logged(proc, killed / "losses.csv", kill_after, timeout)
+    at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")
+    subprocess.run([*command, str(killed), *extra], check=True, env=env)
+    return (load_checkpoint(straight / "checkpoints" / "last.pt"), at_kill,
+            load_checkpoint(killed / "checkpoints" / "last.pt"))
+
+
+def six_a_side(dataset: Path) -> None:
+    """tiny_dataset with 6 paintings and 6 photos (copies): 6 iterations an epoch at batch 1."""
+    for split, n in (("trainA", 2), ("trainB", 1)):
+        for i in range(n):
+            (dataset / split / f"extra_{i}.png").write_bytes((dataset / split / f"{split}_0.png").read_bytes())
+
+
+def assert_same_nets(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical network weights."""
+    import torch
+
+    assert a["method"]["nets"].keys() == b["method"]["nets"].keys()
+    for net, weights in a["method"]["nets"].items():
+        for key, value in weights.items():
+            assert torch.equal(value, b["method"]["nets"][net][key]), f"{net}.{key} differs after resume"

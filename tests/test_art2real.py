@@ -1,8 +1,5 @@
 """The Art2Real training path: masks follow augmentation, the paper's mask schedule, early stopping and the best
 generator, and exact resume after SIGKILL with the memory banks in the loop."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -19,7 +16,7 @@ from art2real.semantic import SemanticContext, painting_masks
 from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer
 
-from .conftest import DEMO, REPO, sigkill_when_logged
+from .conftest import DEMO, assert_same_nets, kill_and_resume
 
 
 class ColourSegmenter:
@@ -117,16 +114,8 @@ TRAIN = textwrap.dedent("""
 
 
 def test_art2real_resumes_after_sigkill_with_identical_weights(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", TRAIN, str(DEMO), str(straight)], check=True, env=env)
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(DEMO), str(killed)], env=env)
-    log = killed / "losses.csv"
-    sigkill_when_logged(proc, log, 5, timeout=300)  # past iteration 4: checkpoint at 3, epoch 2
-    subprocess.run([sys.executable, "-c", TRAIN, str(DEMO), str(killed)], check=True, env=env)
-    a, b = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (straight, killed))
+    # killed past iteration 4: the checkpoint at 3, in epoch 2
+    a, _, b = kill_and_resume(TRAIN, DEMO, tmp_path, 5, timeout=300)
     assert a["iteration"] == b["iteration"] == 8
     assert a["method"]["context"]["masks_from"] == b["method"]["context"]["masks_from"] == "G(x) at epoch 1"
-    for net in a["method"]["nets"]:
-        for key in a["method"]["nets"][net]:
-            assert torch.equal(a["method"]["nets"][net][key], b["method"]["nets"][net][key]), f"{net}.{key}"
+    assert_same_nets(a, b)

@@ -2,9 +2,6 @@
 exact resume after SIGKILL, translators and files, whole-image decay epochs.
 
 The networks and PatchNCE themselves are tested against the authors' code in test_cut.py."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -18,11 +15,10 @@ from art2real.data.dataset import UnpairedDataset
 from art2real.errors import CheckpointError, ConfigError
 from art2real.nn.cut import CutTranslator
 from art2real.nn.networks import ResnetGenerator, count_parameters
-from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer, build_method, config_changes
 from art2real.translate import load_translator
 
-from .conftest import REPO, sigkill_when_logged
+from .conftest import REPO, assert_same_nets, kill_and_resume, six_a_side
 from .test_cut import _official_layout_file
 
 CUT_FAMILY = ("cut", "cut_banks", "fastcut", "fastcut_banks")
@@ -215,33 +211,19 @@ TRAIN = textwrap.dedent("""
 
 @pytest.mark.parametrize("key", ["cut", "cut_banks"])
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(key, tiny_dataset, tmp_path):
-    for split, n in (("trainA", 2), ("trainB", 1)):  # 6 paintings, 6 photos: 6 iterations an epoch
-        for i in range(n):
-            (tiny_dataset / split / f"extra_{i}.png").write_bytes((tiny_dataset / split / f"{split}_0.png").read_bytes())
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(straight), key], check=True, env=env)
-
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed), key], env=env)
-    log = killed / "losses.csv"
-    sigkill_when_logged(proc, log, 10, timeout=300)
-    state = load_checkpoint(killed / "checkpoints" / "last.pt")
-    assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
-
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed), key], check=True, env=env)
-    a, b = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (straight, killed))
+    six_a_side(tiny_dataset)
+    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10, key, timeout=300)
+    assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
     assert a["iteration"] == b["iteration"] == 24
     assert set(a["method"]["nets"]) == {"G", "D", "F"}
     if key == "cut_banks":
         assert a["method"]["context"]["masks_from"] == b["method"]["context"]["masks_from"] == "G(x) at epoch 3"
-    for net in a["method"]["nets"]:
-        for k in a["method"]["nets"][net]:
-            assert torch.equal(a["method"]["nets"][net][k], b["method"]["nets"][net][k]), f"{net}.{k} differs"
+    assert_same_nets(a, b)
     for name in ("G", "D", "F"):  # the optimisers' moments too
         for (i, s), (_, t) in zip(a["method"]["optimizers"][name]["state"].items(),
                                   b["method"]["optimizers"][name]["state"].items()):
             assert torch.equal(s["exp_avg"], t["exp_avg"]), f"{name} moment {i}"
-    rows = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    rows = [line.split(",")[0] for line in (tmp_path / "killed" / "losses.csv").read_text().splitlines()[1:]]
     assert rows == [str(i) for i in range(1, 25)]
 
 

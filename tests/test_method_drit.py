@@ -2,9 +2,6 @@
 exact resume after SIGKILL, the translator through translate and load_translator, the authors' file layout, and
 the best epoch kept by FID validation."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -25,7 +22,7 @@ from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer, build_method
 from art2real.translate import load_translator, translate_folder
 
-from .conftest import REPO, sigkill_when_logged
+from .conftest import kill_and_resume
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "drit_official_state.json").read_text())
 # the authors' DRIT(opts) at their defaults, summed per network (tests/test_drit.py says how they were measured)
@@ -136,19 +133,9 @@ TRAIN = textwrap.dedent("""
 def test_sigkill_between_a_content_only_and_a_full_update_then_resume_gives_identical_weights(tiny_dataset,
                                                                                              tmp_path):
     add_images(tiny_dataset, 4, 3)  # 4 batches an epoch: content, content, full, full
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(straight)], check=True, env=env)
-
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
-    log = killed / "losses.csv"
-    sigkill_when_logged(proc, log, 7)  # iteration 7: last checkpoint at 6
-    state = load_checkpoint(killed / "checkpoints" / "last.pt")
+    a, state, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 7)  # iteration 7: last checkpoint at 6
     # the checkpoint of iteration 6 (epoch 2, batch 1: content only); batch 2, a full update, comes next
     assert (state["iteration"], state["epoch_iter"], state["method"]["extra"]["total_it"]) == (6, 4, 2)
-
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], check=True, env=env)
-    a, b = load_checkpoint(straight / "checkpoints" / "last.pt"), load_checkpoint(killed / "checkpoints" / "last.pt")
     assert a["iteration"] == b["iteration"] == 12 and a["method"]["extra"] == b["method"]["extra"] == {"total_it": 6}
     for group in ("nets", "optimizers"):
         for net in a["method"][group]:
@@ -156,7 +143,7 @@ def test_sigkill_between_a_content_only_and_a_full_update_then_resume_gives_iden
             assert flat_a.keys() == flat_b.keys()
             for key in flat_a:
                 assert _equal(flat_a[key], flat_b[key]), f"{group}.{net}.{key} differs after resume"
-    rows = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+    rows = [line.split(",")[0] for line in (tmp_path / "killed" / "losses.csv").read_text().splitlines()[1:]]
     assert rows == [str(i) for i in range(1, 13)]  # the loss log has each iteration once
 
 

@@ -5,9 +5,6 @@ the same reference (the authors' VAEGen / MsImageDis at configs/unit_summer2wint
 through ``methods.get("unit")`` and the config.
 """
 import copy
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -25,7 +22,7 @@ from art2real.train.checkpoint import load_checkpoint, save_checkpoint
 from art2real.train.trainer import Trainer
 from art2real.translate import load_translator, translate_tensor
 
-from .conftest import REPO, sigkill_when_logged
+from .conftest import assert_same_nets, kill_and_resume, six_a_side
 
 CPU = torch.device("cpu")
 
@@ -228,28 +225,13 @@ TRAIN = textwrap.dedent("""
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
-    for split, n in (("trainA", 2), ("trainB", 1)):  # 6 paintings, 6 photos: 6 iterations an epoch
-        for i in range(n):
-            (tiny_dataset / split / f"extra_{i}.png").write_bytes((tiny_dataset / split / f"{split}_0.png").read_bytes())
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(straight)], check=True, env=env)
-
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
-    log = killed / "losses.csv"
-    sigkill_when_logged(proc, log, 10)  # iteration 10: last checkpoint at 8
-    state = load_checkpoint(killed / "checkpoints" / "last.pt")
-    assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
-
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], check=True, env=env)
-    a_state, b_state = load_checkpoint(straight / "checkpoints" / "last.pt"), load_checkpoint(killed / "checkpoints"
-                                                                                               / "last.pt")
-    assert a_state["iteration"] == b_state["iteration"] == 24
-    a, b = a_state["method"]["nets"], b_state["method"]["nets"]
-    assert set(a) == {"gen_a", "gen_b", "dis_a", "dis_b"}
-    for net in a:
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs after resume"
+    six_a_side(tiny_dataset)
+    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10)  # iteration 10: last checkpoint at 8
+    assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
+    assert a["iteration"] == b["iteration"] == 24
+    assert set(a["method"]["nets"]) == {"gen_a", "gen_b", "dis_a", "dis_b"}
+    assert_same_nets(a, b)
+    log = tmp_path / "killed" / "losses.csv"
     rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
     assert [r[0] for r in rows] == [str(i) for i in range(1, 25)]  # the loss log has each iteration once
     # the lr column across the kill: iteration n (1-based) ran at 1e-4 * 0.5 ** (n // 5)

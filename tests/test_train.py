@@ -1,7 +1,4 @@
 """The trainer: a smoke run, exact resume after SIGKILL, and bad input stopped before training."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -11,7 +8,7 @@ from art2real.config import get_config
 from art2real.train.checkpoint import load_checkpoint
 from art2real.train.trainer import Trainer
 
-from .conftest import REPO, sigkill_when_logged
+from .conftest import assert_same_nets, kill_and_resume, six_a_side
 
 
 def smoke(dataset, **overrides):
@@ -55,31 +52,13 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-def _weights(run):
-    state = load_checkpoint(run / "checkpoints" / "last.pt")
-    return state, state["method"]["nets"]
-
-
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
-    for split, n in (("trainA", 2), ("trainB", 1)):  # 6 paintings, 6 photos: 6 iterations an epoch
-        for i in range(n):
-            (tiny_dataset / split / f"extra_{i}.png").write_bytes((tiny_dataset / split / f"{split}_0.png").read_bytes())
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(straight)], check=True, env=env)
-
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], env=env)
-    log = killed / "losses.csv"
-    sigkill_when_logged(proc, log, 10)  # iteration 10: last checkpoint at 8
-    state = load_checkpoint(killed / "checkpoints" / "last.pt")
-    assert state["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
-
-    subprocess.run([sys.executable, "-c", TRAIN, str(tiny_dataset), str(killed)], check=True, env=env)
-    (a_state, a), (b_state, b) = _weights(straight), _weights(killed)
-    assert a_state["iteration"] == b_state["iteration"] == 24
-    for net in a:
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs after resume"
+    six_a_side(tiny_dataset)
+    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10)  # iteration 10: last checkpoint at 8
+    assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
+    assert a["iteration"] == b["iteration"] == 24
+    assert_same_nets(a, b)
+    log = tmp_path / "killed" / "losses.csv"
     rows = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
     assert rows == [str(i) for i in range(1, 25)]  # the loss log has each iteration once
 

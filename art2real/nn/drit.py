@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import DritConfig
 from ..errors import DataError
+from .networks import state_mismatch
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks. Attribute names (``model``, ``conv``, ``shortcut``) are the authors', so keys match theirs.
@@ -638,21 +639,6 @@ def update_encoders_generator(nets: DritNets, opts: dict, f: DritForward, cfg: D
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _mismatch(own: dict, state: dict) -> str:
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:2]})")
-    return "; ".join(parts)
-
-
 def read_official_checkpoint(source: str | Path | dict) -> dict:
     """The authors' ``.pth`` (a dict: one state_dict per network, one per optimiser ``<name>_opt``, ``ep``,
     ``total_it``). Plain tensors, dicts and numbers, so ``weights_only=True`` reads it."""
@@ -687,7 +673,7 @@ def load_official_state(nets: DritNets, state: dict, networks: tuple[str, ...] |
                        f"'ep', 'total_it'); found top-level keys {sorted(state)[:12]}")
     problems = {}
     for name in networks:
-        why = _mismatch(getattr(nets, name).state_dict(), state[name])
+        why = state_mismatch(getattr(nets, name).state_dict(), state[name])
         if why:
             problems[name] = why
     if problems:
@@ -830,7 +816,7 @@ class DritTranslator(nn.Module):
         enc_c = ContentEncoder(3, 3, cfg.enc_dim, cfg.enc_res)
         gen = Generator(3, 3, cfg.nz, 4 * cfg.enc_dim, cfg.gen_res)
         for name, net in (("enc_c", enc_c), ("gen", gen)):
-            why = _mismatch(net.state_dict(), state[name])
+            why = state_mismatch(net.state_dict(), state[name])
             if why:
                 raise ValueError(f"{label}: '{name}' does not match the DRIT layout: {why}")
             net.load_state_dict(state[name], strict=True)

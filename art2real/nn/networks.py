@@ -121,23 +121,25 @@ def clean_state_dict(state: dict) -> dict:
     return out
 
 
+def state_mismatch(own: dict, state: dict) -> str:
+    """What keeps ``state`` from loading strictly into a module whose state_dict is ``own`` ("" when nothing):
+    missing and unexpected keys and shape mismatches, a few of each named."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} in the file vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = [f"{len(missing)} missing keys (e.g. {missing[:3]})"] if missing else []
+    parts += [f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"] if unexpected else []
+    parts += [f"{len(shapes)} shape mismatches (e.g. {shapes[:2]})"] if shapes else []
+    return "; ".join(parts)
+
+
 def load_generator_state(net: nn.Module, state: dict, source: str = "checkpoint") -> nn.Module:
     """Strict loading with a message that names the architecture mismatch."""
     state = clean_state_dict(state)
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[:2]})")
-        raise ValueError(f"{source} does not match the network architecture: " + "; ".join(parts)
-                         + ". Check model.ngf / model.n_blocks (paper: 64 / 9).")
+    why = state_mismatch(net.state_dict(), state)
+    if why:
+        raise ValueError(f"{source} does not match the network architecture: {why}. Check model.ngf / "
+                         "model.n_blocks (paper: 64 / 9).")
     net.load_state_dict(state, strict=True)
     return net

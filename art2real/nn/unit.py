@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .networks import state_mismatch
+
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks (attribute names are the authors': pad, norm, activation, conv -- registered in that order, so
 # state_dict keys come out in their order too)
@@ -392,19 +394,12 @@ def _drop_pt03_instance_norm_stats(net: nn.Module, state: dict) -> dict:
 def load_generator_state(net: UnitGenerator, state: dict, source: str = "state_dict") -> UnitGenerator:
     """Strict loading of one authors'-layout generator state_dict, naming what does not match."""
     state = _drop_pt03_instance_norm_stats(net, dict(state))
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} in the file vs {tuple(own[k].shape)}" for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing keys (e.g. {missing[:3]})"] if missing else []
-        parts += [f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"] if unexpected else []
-        parts += [f"{len(shapes)} shape mismatches (e.g. {shapes[:2]})"] if shapes else []
+    why = state_mismatch(net.state_dict(), state)
+    if why:
         hint = ""
         if "enc.model.0.conv.weight" in state:
             hint = f" The file's generator sizes are {generator_sizes(state)}; build the network with those."
-        raise ValueError(f"{source} does not match the UNIT generator: " + "; ".join(parts) + "." + hint)
+        raise ValueError(f"{source} does not match the UNIT generator: {why}.{hint}")
     net.load_state_dict(state, strict=True)
     return net
 
