@@ -44,24 +44,40 @@ def sigkill_when_logged(proc, log: Path, lines: int, timeout: float = 120) -> No
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
 
 
-def kill_and_resume(script: str, dataset: Path, tmp_path: Path, kill_after: int, *extra: str,
+# a training in its own process: python -c TRAIN DATASET RUN_DIR METHOD SETTINGS_JSON (smoke preset, CPU)
+TRAIN = """
+import json, sys
+from art2real.config import get_config
+from art2real.train.trainer import Trainer
+dataset, run, method, settings = sys.argv[1:5]
+cfg = get_config("smoke", {"data.dataset": dataset, **json.loads(settings)}, method=method, device="cpu")
+Trainer(cfg, run, progress=False).fit(progress=False)
+"""
+
+
+def kill_and_resume(method: str, settings: dict, dataset: Path, tmp_path: Path, kill_after: int,
                     timeout: float = 120) -> tuple[dict, dict, dict]:
-    """Train with ``python -c script DATASET RUN_DIR *extra`` twice: straight through (``tmp_path/straight``), and
-    killed with SIGKILL once its log has more than ``kill_after`` lines, then resumed (``tmp_path/killed``).
-    Returns the straight run's last.pt, the killed run's last.pt at the kill and after the resume."""
+    """Train ``method`` at the smoke preset with ``settings`` in its own process twice: straight through
+    (``tmp_path/straight``), and killed with SIGKILL once its log has more than ``kill_after`` lines, then resumed
+    (``tmp_path/killed``). Returns the straight run's last.pt, the killed run's last.pt at the kill and after the
+    resume."""
+    import json
     import subprocess
     import sys
 
     from art2real.train.checkpoint import load_checkpoint
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-c", script, str(dataset)]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([*command, str(straight), *extra], check=True, env=env)
-    proc = subprocess.Popen([*command, str(killed), *extra], env=env)
+
+    def command(run: Path) -> list[str]:
+        return [sys.executable, "-c", TRAIN, str(dataset), str(run), method, json.dumps(settings)]
+
+    subprocess.run(command(straight), check=True, env=env)
+    proc = subprocess.Popen(command(killed), env=env)
     sigkill_when_logged(proc, killed / "losses.csv", kill_after, timeout)
     at_kill = load_checkpoint(killed / "checkpoints" / "last.pt")
-    subprocess.run([*command, str(killed), *extra], check=True, env=env)
+    subprocess.run(command(killed), check=True, env=env)
     return (load_checkpoint(straight / "checkpoints" / "last.pt"), at_kill,
             load_checkpoint(killed / "checkpoints" / "last.pt"))
 

@@ -1,6 +1,5 @@
 """The Art2Real training path: masks follow augmentation, the paper's mask schedule, early stopping and the best
 generator, and exact resume after SIGKILL with the memory banks in the loop."""
-import textwrap
 
 import numpy as np
 import pytest
@@ -103,19 +102,13 @@ def test_early_stopping_keeps_the_best_generator(tiny_dataset, tmp_path):
     assert not all(torch.equal(best["translator"][k], translators[-1][k]) for k in best["translator"])
 
 
-TRAIN = textwrap.dedent("""
-    import sys
-    from art2real.config import get_config
-    from art2real.train.trainer import Trainer
-    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "train.checkpoint_every": 3, "data.crop_margin": 4,
-                               "cx.mask_schedule": "paper", "cx.mask_start": 1, "cx.mask_every": 1})
-    Trainer(cfg, sys.argv[2], progress=False).fit(progress=False)
-""")
+RESUMED = {"train.checkpoint_every": 3, "data.crop_margin": 4, "cx.mask_schedule": "paper", "cx.mask_start": 1,
+           "cx.mask_every": 1}
 
 
 def test_art2real_resumes_after_sigkill_with_identical_weights(tmp_path):
     # killed past iteration 4: the checkpoint at 3, in epoch 2
-    a, _, b = kill_and_resume(TRAIN, DEMO, tmp_path, 5, timeout=300)
+    a, _, b = kill_and_resume("art2real", RESUMED, DEMO, tmp_path, 5, timeout=300)
     assert a["iteration"] == b["iteration"] == 8
     assert a["method"]["context"]["masks_from"] == b["method"]["context"]["masks_from"] == "G(x) at epoch 1"
     assert_same_nets(a, b)

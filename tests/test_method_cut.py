@@ -2,7 +2,6 @@
 exact resume after SIGKILL, translators and files, whole-image decay epochs.
 
 The networks and PatchNCE themselves are tested against the authors' code in test_cut.py."""
-import textwrap
 
 import numpy as np
 import pytest
@@ -198,21 +197,14 @@ def test_fastcut_mirrors_some_steps_from_the_seeded_rng(tiny_dataset):
 
 # ---------------------------------------------------------------- resume after SIGKILL
 
-TRAIN = textwrap.dedent("""
-    import sys
-    from art2real.config import get_config
-    from art2real.train.trainer import Trainer
-    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "data.max_images": 6, "train.epochs_constant": 2,
-                               "train.epochs_decay": 2, "train.checkpoint_every": 4, "cx.mask_schedule": "paper",
-                               "cx.mask_start": 1, "cx.mask_every": 1}, method=sys.argv[3])
-    Trainer(cfg, sys.argv[2], progress=False).fit(progress=False)
-""")
+RESUMED = {"data.max_images": 6, "train.epochs_constant": 2, "train.epochs_decay": 2, "train.checkpoint_every": 4,
+           "cx.mask_schedule": "paper", "cx.mask_start": 1, "cx.mask_every": 1}
 
 
 @pytest.mark.parametrize("key", ["cut", "cut_banks"])
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(key, tiny_dataset, tmp_path):
     six_a_side(tiny_dataset)
-    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10, key, timeout=300)
+    a, at_kill, b = kill_and_resume(key, RESUMED, tiny_dataset, tmp_path, 10, timeout=300)
     assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
     assert a["iteration"] == b["iteration"] == 24
     assert set(a["method"]["nets"]) == {"G", "D", "F"}

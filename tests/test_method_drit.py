@@ -2,7 +2,6 @@
 exact resume after SIGKILL, the translator through translate and load_translator, the authors' file layout, and
 the best epoch kept by FID validation."""
 import json
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -120,20 +119,13 @@ def test_the_trainer_updates_in_the_authors_order(tiny_dataset, tmp_path):
     assert grid.size == (4 * load, cfg.train.sample_images * load)
 
 
-TRAIN = textwrap.dedent("""
-    import sys
-    from art2real.config import get_config
-    from art2real.train.trainer import Trainer
-    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "data.max_images": 8, "train.epochs_constant": 2,
-                               "train.epochs_decay": 1, "train.checkpoint_every": 6}, method="drit", device="cpu")
-    Trainer(cfg, sys.argv[2]).fit(progress=False)
-""")
+RESUMED = {"data.max_images": 8, "train.epochs_constant": 2, "train.epochs_decay": 1, "train.checkpoint_every": 6}
 
 
 def test_sigkill_between_a_content_only_and_a_full_update_then_resume_gives_identical_weights(tiny_dataset,
                                                                                              tmp_path):
     add_images(tiny_dataset, 4, 3)  # 4 batches an epoch: content, content, full, full
-    a, state, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 7)  # iteration 7: last checkpoint at 6
+    a, state, b = kill_and_resume("drit", RESUMED, tiny_dataset, tmp_path, 7)  # iteration 7: last checkpoint at 6
     # the checkpoint of iteration 6 (epoch 2, batch 1: content only); batch 2, a full update, comes next
     assert (state["iteration"], state["epoch_iter"], state["method"]["extra"]["total_it"]) == (6, 4, 2)
     assert a["iteration"] == b["iteration"] == 12 and a["method"]["extra"] == b["method"]["extra"] == {"total_it": 6}

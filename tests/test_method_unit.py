@@ -5,7 +5,6 @@ the same reference (the authors' VAEGen / MsImageDis at configs/unit_summer2wint
 through ``methods.get("unit")`` and the config.
 """
 import copy
-import textwrap
 
 import pytest
 import torch
@@ -213,20 +212,13 @@ def test_a_run_saved_before_the_unit_section_resumes(tiny_dataset, tmp_path):
     assert "unit" in to_dict(cfg)
 
 
-TRAIN = textwrap.dedent("""
-    import sys
-    from art2real.config import get_config
-    from art2real.train.trainer import Trainer
-    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "data.max_images": 6,
-                               "train.epochs_constant": 4, "train.checkpoint_every": 4, "unit.step_size": 5,
-                               "data.crop_margin": 8, "data.flip": True}, method="unit", device="cpu")
-    Trainer(cfg, sys.argv[2]).fit(progress=False)
-""")
+RESUMED = {"data.max_images": 6, "train.epochs_constant": 4, "train.checkpoint_every": 4, "unit.step_size": 5,
+           "data.crop_margin": 8, "data.flip": True}
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
     six_a_side(tiny_dataset)
-    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10)  # iteration 10: last checkpoint at 8
+    a, at_kill, b = kill_and_resume("unit", RESUMED, tiny_dataset, tmp_path, 10)  # killed at 10, saved at 8
     assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
     assert a["iteration"] == b["iteration"] == 24
     assert set(a["method"]["nets"]) == {"gen_a", "gen_b", "dis_a", "dis_b"}

@@ -1,5 +1,4 @@
 """The trainer: a smoke run, exact resume after SIGKILL, and bad input stopped before training."""
-import textwrap
 
 import pytest
 import torch
@@ -41,20 +40,13 @@ def test_linear_decay_schedule(tiny_dataset, tmp_path):
     assert lrs == pytest.approx([2e-4, 2e-4, 1.5e-4, 1e-4, 0.5e-4])
 
 
-TRAIN = textwrap.dedent("""
-    import sys
-    from art2real.config import get_config
-    from art2real.train.trainer import Trainer
-    cfg = get_config("smoke", {"data.dataset": sys.argv[1], "data.image_size": 64, "data.max_images": 6,
-                               "train.epochs_constant": 2, "train.epochs_decay": 2, "train.checkpoint_every": 4,
-                               "data.crop_margin": 8, "data.flip": True}, method="cyclegan")
-    Trainer(cfg, sys.argv[2]).fit(progress=False)
-""")
+RESUMED = {"data.image_size": 64, "data.max_images": 6, "train.epochs_constant": 2, "train.epochs_decay": 2,
+           "train.checkpoint_every": 4, "data.crop_margin": 8, "data.flip": True}
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_dataset, tmp_path):
     six_a_side(tiny_dataset)
-    a, at_kill, b = kill_and_resume(TRAIN, tiny_dataset, tmp_path, 10)  # iteration 10: last checkpoint at 8
+    a, at_kill, b = kill_and_resume("cyclegan", RESUMED, tiny_dataset, tmp_path, 10)  # killed at 10, saved at 8
     assert at_kill["epoch_iter"] > 0, "killed mid-epoch, after a mid-epoch checkpoint"
     assert a["iteration"] == b["iteration"] == 24
     assert_same_nets(a, b)
