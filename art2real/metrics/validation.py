@@ -18,7 +18,7 @@ from ..bank.patches import to_u8
 from ..data.dataset import ImageFolder
 from ..data.registry import dataset_root
 from ..translate import translate_tensor
-from .fid import frechet_distance, kid, statistics
+from .fid import fid, kid
 from .inception import cached_features, inception_features
 
 
@@ -28,15 +28,14 @@ class Validator:
         self.metric, self.seed, self.size = cfg.train.val_metric, cfg.seed, cfg.data.load_size
         self.paintings = ImageFolder(root / "trainA", self.size, cfg.train.val_images)
         self.photos = root / "trainB"
-        self._reference: dict[str, tuple] = {}  # per device: (features, statistics), computed once
+        self._reference: dict[str, np.ndarray] = {}  # per device, computed once
 
-    def reference(self, device: torch.device) -> tuple[np.ndarray, tuple | None]:
+    def reference(self, device: torch.device) -> np.ndarray:
         """The photos' features on the device G(x) is measured on (features differ in the last bits between
-        devices), and their statistics for FID."""
+        devices)."""
         key = str(device)
         if key not in self._reference:
-            feats = cached_features(self.photos, device, progress=False, size=self.size)
-            self._reference[key] = (feats, statistics(feats) if self.metric == "fid" else None)
+            self._reference[key] = cached_features(self.photos, device, progress=False, size=self.size)
         return self._reference[key]
 
     @torch.no_grad()
@@ -50,7 +49,7 @@ class Validator:
             feats.append(inception_features(to_u8(translate_tensor(translator, batch.to(device),
                                                                    tile=max(1024, self.size)))))
         feats = np.concatenate(feats)
-        reference, reference_stats = self.reference(device)
-        if self.metric == "fid":
-            return frechet_distance(*statistics(feats), *reference_stats)
+        reference = self.reference(device)
+        if self.metric == "fid":  # fid() takes the exact n x n route when there are fewer images than dimensions
+            return fid(feats, reference)
         return kid(feats, reference, subsets=50, seed=self.seed)[0]
