@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..train.checkpoint import load_checkpoint
 from .losses import lsgan_loss
-from .networks import ResnetBlock, _norm, clean_state_dict, load_generator_state
+from .networks import ReflectionPad2d, ResnetBlock, _norm, clean_state_dict, load_generator_state, pad_reflect
 
 # The authors' encoder layers for PatchNCE: the padded input (0), the first and second downsampling convs (4, 8),
 # and the outputs of the first and fifth residual blocks (12, 16).
@@ -49,7 +49,7 @@ class BlurDownsample(nn.Module):
         self.register_buffer("filt", binomial_filter(3)[None, None].repeat(channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt, stride=2, groups=x.shape[1])
+        return F.conv2d(pad_reflect(x, (1, 1, 1, 1)), self.filt, stride=2, groups=x.shape[1])
 
 
 class BlurUpsample(nn.Module):
@@ -74,7 +74,7 @@ class CutGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9):
         super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
+        layers: list[nn.Module] = [ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
         for mult in (1, 2):  # downsampling: blur after the non-linearity, as in anti-aliased CNNs
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, padding=1), _norm(ngf * mult * 2), nn.ReLU(True),
                        BlurDownsample(ngf * mult * 2)]
@@ -82,7 +82,7 @@ class CutGenerator(nn.Module):
         for mult in (4, 2):  # upsampling: fixed blur-upsampling, then a learned 3x3 conv
             layers += [BlurUpsample(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, padding=1),
                        _norm(ngf * mult // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.n_blocks = n_blocks
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import DritConfig
 from ..errors import DataError
-from .networks import state_mismatch
+from .networks import ReflectionPad2d, state_mismatch
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks. Attribute names (``model``, ``conv``, ``shortcut``) are the authors', so keys match theirs.
@@ -76,7 +76,7 @@ class LeakyReLUConv2d(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, kernel: int, stride: int, padding: int = 0, sn: bool = False):
         super().__init__()
-        self.model = nn.Sequential(nn.ReflectionPad2d(padding), _conv(n_in, n_out, kernel, stride, sn),
+        self.model = nn.Sequential(ReflectionPad2d(padding), _conv(n_in, n_out, kernel, stride, sn),
                                    nn.LeakyReLU(0.01, inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,7 @@ class ReLUINSConv2d(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, kernel: int, stride: int, padding: int = 0):
         super().__init__()
-        self.model = nn.Sequential(nn.ReflectionPad2d(padding), _conv(n_in, n_out, kernel, stride),
+        self.model = nn.Sequential(ReflectionPad2d(padding), _conv(n_in, n_out, kernel, stride),
                                    nn.InstanceNorm2d(n_out), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,8 +100,8 @@ class INSResBlock(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.model = nn.Sequential(nn.ReflectionPad2d(1), _conv(dim, dim, 3), nn.InstanceNorm2d(dim),
-                                   nn.ReLU(inplace=True), nn.ReflectionPad2d(1), _conv(dim, dim, 3),
+        self.model = nn.Sequential(ReflectionPad2d(1), _conv(dim, dim, 3), nn.InstanceNorm2d(dim),
+                                   nn.ReLU(inplace=True), ReflectionPad2d(1), _conv(dim, dim, 3),
                                    nn.InstanceNorm2d(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,8 +150,8 @@ class BasicBlock(nn.Module):
     def __init__(self, n_in: int, n_out: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.LeakyReLU(0.2), nn.ReflectionPad2d(1), _conv(n_in, n_in, 3), nn.LeakyReLU(0.2),
-            nn.Sequential(nn.ReflectionPad2d(1), _conv(n_in, n_out, 3), nn.AvgPool2d(2, 2)))
+            nn.LeakyReLU(0.2), ReflectionPad2d(1), _conv(n_in, n_in, 3), nn.LeakyReLU(0.2),
+            nn.Sequential(ReflectionPad2d(1), _conv(n_in, n_out, 3), nn.AvgPool2d(2, 2)))
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), _conv(n_in, n_out, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,7 +194,7 @@ class ContentEncoder(nn.Module):
 
 
 def _attribute_branch(in_ch: int, dim: int, n_blocks: int, max_mult: int) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), _conv(in_ch, dim, 4, 2)]
+    layers: list[nn.Module] = [ReflectionPad2d(1), _conv(in_ch, dim, 4, 2)]
     out = dim
     for n in range(1, n_blocks):
         out = dim * min(max_mult, n + 1)

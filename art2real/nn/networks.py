@@ -7,6 +7,7 @@ parameters and keeps no running statistics, as in CycleGAN.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -17,9 +18,14 @@ class ReflectionPad2d(nn.ReflectionPad2d):
     parameters, the same state_dict."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and torch.are_deterministic_algorithms_enabled():
-            return reflect_pad(x, self.padding)
-        return super().forward(x)
+        return pad_reflect(x, self.padding)
+
+
+def pad_reflect(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    """Reflection padding for every network of the kit: torch's kernel, or slices under deterministic CUDA."""
+    if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return reflect_pad(x, padding)
+    return F.pad(x, padding, mode="reflect")
 
 
 def reflect_pad(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:

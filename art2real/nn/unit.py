@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import state_mismatch
+from .networks import ReflectionPad2d, state_mismatch
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks (attribute names are the authors': pad, norm, activation, conv -- registered in that order, so
@@ -51,7 +51,7 @@ class LayerNorm(nn.Module):
 
 
 def _padding(kind: str, size: int) -> nn.Module:
-    pads = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": nn.ZeroPad2d}
+    pads = {"reflect": ReflectionPad2d, "replicate": nn.ReplicationPad2d, "zero": nn.ZeroPad2d}
     if kind not in pads:
         raise ValueError(f"pad_type must be one of {sorted(pads)}, got {kind!r}")
     return pads[kind](size)

@@ -9,8 +9,9 @@ convolutions and the backward of reflection padding sum in an order that varies 
 runs, resumed or not, differ in the last bits and drift apart. ``train.deterministic`` switches torch to
 deterministic kernels (convolutions, matrix products, index_add) and the kit's reflection padding to a form
 built from slices (``art2real.nn.networks.ReflectionPad2d``, since torch has no deterministic CUDA kernel for its
-backward); with it every op of the Cycle-GAN / Art2Real step is deterministic as listed by torch, which is
-expected to make CUDA resume exact too (not yet checked on a GPU). A run may resume on another device
+backward; CUT, DRIT and UNIT pad through it too); with it every op of the Cycle-GAN / Art2Real step is
+deterministic as listed by torch (the other methods' ops were not audited), which is expected to make CUDA
+resume exact too (not yet checked on a GPU). A run may resume on another device
 (``device`` is free on resume): it warns, and the random stream of the GPU it used continues on the GPU it moves
 to.
 
