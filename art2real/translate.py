@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import methods
 from .config import from_dict
 from .data.images import ImageReport, UnreadableImage, load_rgb, scan_images, to_image, to_tensor
-from .errors import CheckpointError, ConfigError, DataError, NotAGenerator
+from .errors import CheckpointError, ConfigError, DataError, NotAGenerator, UserError
 from .train.checkpoint import load_checkpoint
 
 MIN_TILE = 64  # smaller tiles leave no room for the blending overlap
@@ -56,7 +56,7 @@ def load_translator(source, device="cpu", method: str | None = None) -> torch.nn
             net = methods.get(method or "cyclegan").load_official(state, name)
         except KeyError as e:
             raise ConfigError(e.args[0]) from None
-        except ConfigError:
+        except UserError:  # the method's loader already said what is wrong with the file
             raise
         except (ValueError, RuntimeError, AttributeError) as e:  # not a generator of that layout
             layout = method or "cyclegan"

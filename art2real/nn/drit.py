@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import DritConfig
 from ..errors import DataError
+from ..train.checkpoint import load_checkpoint
 from .networks import ReflectionPad2d, state_mismatch
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -647,8 +648,8 @@ def read_official_checkpoint(source: str | Path | dict) -> dict:
     path = Path(source)
     if not path.is_file():
         raise DataError(f"no DRIT checkpoint at {path}; the authors' example model is "
-                                "http://vllab.ucmerced.edu/hylee/DRIT/models/example.pth (models/download_model.sh)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+                        "http://vllab.ucmerced.edu/hylee/DRIT/models/example.pth (models/download_model.sh)")
+    return load_checkpoint(path)
 
 
 def checkpoint_uses_spectral_norm(state: dict) -> bool | None:

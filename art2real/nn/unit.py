@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.checkpoint import load_checkpoint
 from .networks import ReflectionPad2d, state_mismatch
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,7 +409,7 @@ def read_generator_file(source, name: str | None = None) -> dict:
     """The ``{'a': state_dict, 'b': state_dict}`` of an authors' ``gen_XXXXXXXX.pt`` (a path or the loaded dict;
     ``name`` says where a loaded dict came from, for the messages)."""
     name = name or (str(source)[:200] if isinstance(source, (str, Path)) else "generator dict")
-    state = torch.load(source, map_location="cpu", weights_only=True) if isinstance(source, (str, Path)) else source
+    state = load_checkpoint(source) if isinstance(source, (str, Path)) else source
     if not isinstance(state, dict) or not {"a", "b"} <= set(state):
         keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{name} is not a UNIT generator file: expected {{'a': ..., 'b': ...}} as the authors' "
