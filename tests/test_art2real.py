@@ -100,6 +100,8 @@ def test_early_stopping_keeps_the_best_generator(tiny_dataset, tmp_path):
     assert best["epoch"] == 2 and best["metric"] == "kid" and best["value"] == 3.0
     assert all(torch.equal(best["translator"][k], translators[1][k]) for k in best["translator"])
     assert not all(torch.equal(best["translator"][k], translators[-1][k]) for k in best["translator"])
+    again = Trainer(cfg, tmp_path / "run", validator=validator).fit(progress=False)  # resumed: the stop holds
+    assert again["stopped_early"] and again["epochs_done"] == 4 and again["iterations"] == summary["iterations"]
 
 
 RESUMED = {"train.checkpoint_every": 3, "data.crop_margin": 4, "cx.mask_schedule": "paper", "cx.mask_start": 1,

@@ -218,7 +218,7 @@ class Trainer:
             writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
             if f.tell() == 0:
                 writer.writeheader()
-            while self.epoch < self.epochs and not self._capped() and not self.stop_requested:
+            while not self.finished() and not self.stop_requested:  # an early-stopped run resumed stays stopped
                 if self.epoch_iter == 0:
                     self.method.on_epoch_start(self.epoch)
                 self._run_epoch(writer, f, progress)
@@ -229,7 +229,8 @@ class Trainer:
                     on_epoch(self)
                 if stop:
                     return True
-        return False
+        t = self.cfg.train
+        return bool(t.validate_every and t.patience is not None and self.bad_epochs >= t.patience)
 
     def _capped(self) -> bool:
         cap = self.cfg.train.max_iterations
