@@ -201,9 +201,7 @@ def test_gpu_k_selection_limit_is_checked_by_the_config():
     for key in ("bank.nprobe", "bank.rerank", "cx.k"):
         with pytest.raises(ConfigError, match=f"{key} must be >= 1 and <= {GPU_MAX_K}; got {GPU_MAX_K + 1}"):
             get_config("smoke", {"bank.rerank": GPU_MAX_K, key: GPU_MAX_K + 1})
-    cfg = get_config("smoke", {"bank.nprobe": GPU_MAX_K, "bank.rerank": GPU_MAX_K, "cx.k": GPU_MAX_K})
-    # every search asks the index for at most max(k, rerank) neighbours with nprobe probes
-    assert max(cfg.cx.k, cfg.bank.rerank, cfg.bank.nprobe) == GPU_MAX_K
+    get_config("smoke", {"bank.nprobe": GPU_MAX_K, "bank.rerank": GPU_MAX_K, "cx.k": GPU_MAX_K})  # the limit passes
 
 
 @pytest.mark.slow
