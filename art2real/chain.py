@@ -250,18 +250,16 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
             own = stage_config(str(cfg.data.dataset), cfg.preset, method=key, seed=s, device=cfg.device,
                                **(overrides or {}))
             target = Run.of(own).translations(split)
-            status = target.parent / "status.json"
             try:  # produce keeps the images its settings made and remakes them when the settings changed
                 source = json.loads(json.dumps(methods.get(key).produce(own, target)))
             except UserError as e:  # missing weights or data: the tables say why and how to fix it
-                write_json(status, {"reason": str(e).splitlines()[0][:400],
-                                    "fix": f"fix the above, then rerun 03_translate (method {key})"})
-                rows.append({"method": key, "seed": s, "folder": "", "translated": f"not available: {e}"[:200]})
+                why = tables.record_failure(target, e, f"fix the above, then rerun 03_translate (method {key})")
+                rows.append({"method": key, "seed": s, "folder": "", "translated": why})
                 continue
             meta = target / "source.json"
             if not meta.exists() or json.loads(meta.read_text()) != source:  # unchanged: the tables stay current
                 write_json(meta, source)
-            status.unlink(missing_ok=True)
+            (target.parent / "status.json").unlink(missing_ok=True)
             rows.append({"method": key, "seed": s, "folder": str(target), "translated": "produced"})
     for run in runs_of(cfg.data.dataset, cfg.preset):
         if not methods.get(run.method).trained:
@@ -288,9 +286,8 @@ def translate_stage(cfg: Config, seeds: list[int] | None = None, releases: bool 
         try:
             translator = load_release(release.name, device, retries=0)
         except (DownloadError, CheckpointError, OSError, ValueError) as e:  # a release that cannot be used
-            write_json(target.parent / "status.json", {"reason": str(e).splitlines()[0][:400],
-                                                       "fix": f"art2real translate --release {release.name} ..."})
-            rows.append({"method": release.name, "folder": "", "translated": f"not available: {e}"[:200]})
+            why = tables.record_failure(target, e, f"art2real translate --release {release.name} ...")
+            rows.append({"method": release.name, "folder": "", "translated": why})
             continue
         written = translate_folder(translator, paintings, target, cfg.data.image_size)
         write_json(target / "source.json", {"summary": f"released generator {release.name}", "images": len(written)})

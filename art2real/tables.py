@@ -14,6 +14,7 @@ import pandas as pd
 from . import methods, report
 from .config import Config, pick_device
 from .data.registry import dataset_root, get_setting
+from .io import write_json
 from .outcomes import Measured, NotAvailable
 from .pretrained import releases_for
 from .runs import Run, release_translations, runs_of
@@ -85,6 +86,13 @@ def method_sets(cfg: Config, split: str = "testA", seeds: list[int] | None = Non
         elif (why := _status(folder)) is not None:
             sets.append(ImageSet(row, missing=why))
     return sets
+
+
+def record_failure(folder: Path, error: Exception, fix: str) -> str:
+    """Keep why a folder's images could not be made (``status.json`` beside it, read by the tables); returns the
+    line for the stage's own table."""
+    write_json(folder.parent / "status.json", {"reason": str(error).splitlines()[0][:400], "fix": fix})
+    return f"not available: {error}"[:200]
 
 
 def _status(folder: Path) -> NotAvailable | None:
