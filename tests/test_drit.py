@@ -9,6 +9,7 @@ from torch import nn
 
 from art2real.config import get_config
 from art2real.nn import drit as D
+from art2real.nn.networks import count_parameters
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "drit_official_state.json").read_text())
 
@@ -92,7 +93,7 @@ def test_paper_size_parameter_counts_and_state_dict_layout_equal_the_authors(sn)
     section = OFFICIAL["spectral_norm" if sn else "no_spectral_norm"]
     for name in ("disA", "disContent", "enc_c", "enc_a", "gen"):
         net = paper_net(name, sn)
-        assert D.count_parameters(net) == OFFICIAL_PARAMS[name], name
+        assert count_parameters(net) == OFFICIAL_PARAMS[name], name
         official = section.get(name, OFFICIAL["no_spectral_norm"][name])  # only disA differs with spectral norm
         assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == official, name
 

@@ -379,10 +379,6 @@ def build_optimizers(nets: DritNets, lr: float = 1e-4, betas: tuple[float, float
                                    betas=betas, weight_decay=cfg.weight_decay) for name in NETWORKS}
 
 
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # One training forward (the authors' DRIT.forward) and the loss terms
 # ----------------------------------------------------------------------------------------------------------------
