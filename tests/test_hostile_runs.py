@@ -120,7 +120,10 @@ def test_d7_starting_a_finished_run_over_and_killing_it_loses_nothing(tiny_datas
     proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
-        started = list(tmp_path.glob("run.replaced-*")) and (run / "losses.csv").exists()
+        # the new run's config is written once the old run is set aside whole, so a log row after it is the new
+        # run's own (the old losses.csv may still be in the folder while the set-aside moves files)
+        config = run / "config.yaml"
+        started = config.exists() and "epochs_constant: 50" in config.read_text() and (run / "losses.csv").exists()
         if started and len((run / "losses.csv").read_text().splitlines()) > 1:  # the new run's first row
             proc.send_signal(signal.SIGKILL)
             break
